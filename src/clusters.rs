@@ -1,0 +1,117 @@
+//! Registered clusters: how their credentials are sealed at rest, and how a job or a request
+//! reaches the cluster's Milvus and the storage where that Milvus keeps its binlogs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::config::S3Config;
+use crate::crypto::{CryptoError, SecretBox};
+use crate::milvus::{MilvusClient, MilvusError};
+use crate::objects::{DynObjectStore, LocalStore, S3Store};
+use crate::store::Cluster;
+
+/// Where a cluster's Milvus keeps its binlogs, without secrets (stored as JSON, returned by the
+/// API as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClusterStorage {
+    /// Milvus `localStorage.path`.
+    Local { path: String },
+    /// Milvus's MinIO/S3 bucket and `rootPath`.
+    #[serde(rename_all = "camelCase")]
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        root_path: String,
+        region: Option<String>,
+    },
+}
+
+/// The sealed part of a cluster: never logged, never returned.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSecrets {
+    pub milvus_token: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecrets(..)")
+    }
+}
+
+impl ClusterSecrets {
+    pub fn seal(&self, secrets: &SecretBox) -> String {
+        secrets.seal(&serde_json::to_vec(self).expect("secrets serialize"))
+    }
+
+    pub fn open(sealed: &str, secrets: &SecretBox) -> Result<ClusterSecrets, CryptoError> {
+        let plain = secrets.open(sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| CryptoError::Open)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterAccessError {
+    #[error("cluster credentials cannot be opened: {0}")]
+    Secrets(#[from] CryptoError),
+    #[error("cluster storage record is invalid: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Milvus(#[from] MilvusError),
+}
+
+pub fn storage_of(cluster: &Cluster) -> Result<ClusterStorage, ClusterAccessError> {
+    serde_json::from_str(&cluster.storage).map_err(|e| ClusterAccessError::Storage(e.to_string()))
+}
+
+/// A client for the cluster's Milvus with calls bounded by `timeout`.
+pub fn milvus_client(
+    cluster: &Cluster,
+    secrets: &SecretBox,
+    timeout: Duration,
+) -> Result<MilvusClient, ClusterAccessError> {
+    let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
+    let token = opened.milvus_token.map(SecretString::from);
+    Ok(MilvusClient::new(
+        &cluster.milvus_uri,
+        token.as_ref(),
+        timeout,
+    )?)
+}
+
+/// The object store holding the cluster's binlogs; keys are relative to Milvus's root
+/// (`insert_log/...`, `delta_log/...`).
+pub fn binlog_store(
+    cluster: &Cluster,
+    secrets: &SecretBox,
+) -> Result<DynObjectStore, ClusterAccessError> {
+    match storage_of(cluster)? {
+        ClusterStorage::Local { path } => Ok(Arc::new(LocalStore::new(path))),
+        ClusterStorage::S3 {
+            endpoint,
+            bucket,
+            root_path,
+            region,
+        } => {
+            let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
+            let config = S3Config {
+                endpoint,
+                bucket,
+                prefix: root_path.trim_matches('/').to_owned(),
+                region: region.unwrap_or_else(|| "us-east-1".to_owned()),
+                access_key_id: opened.access_key_id.unwrap_or_default(),
+                secret_access_key: SecretString::from(opened.secret_access_key.unwrap_or_default()),
+                force_path_style: true,
+                part_size_mib: 16,
+                parts_in_flight: 4,
+            };
+            Ok(Arc::new(S3Store::new(&config)))
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Rules with no I/O: identifiers, names, roles and privileges. Everything here is a pure
+//! function or a value type, tested without a database or a network.
+
+pub mod access;
+pub mod ids;
+pub mod names;

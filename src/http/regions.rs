@@ -1,0 +1,51 @@
+//! `GET /v2/regions`: the configured regions, never their credentials.
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ok, ApiResult, AppState, Auth};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_regions))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionView {
+    region_id: String,
+    cloud_provider: String,
+    storage_type: String,
+    price_per_gb_month: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionList {
+    count: u64,
+    regions: Vec<RegionView>,
+}
+
+/// List the regions backups can be stored in.
+#[utoipa::path(get, path = "/v2/regions", tag = "regions", responses((status = 200, body = RegionList)))]
+async fn list_regions(
+    State(state): State<AppState>,
+    Auth(_principal): Auth,
+) -> ApiResult<RegionList> {
+    let regions: Vec<RegionView> = state
+        .regions
+        .iter()
+        .map(|r| RegionView {
+            region_id: r.info.id.clone(),
+            cloud_provider: r.info.cloud_provider.clone(),
+            storage_type: r.info.storage_type.clone(),
+            price_per_gb_month: r.info.price_per_gb_month,
+        })
+        .collect();
+    Ok(ok(RegionList {
+        count: regions.len() as u64,
+        regions,
+    }))
+}

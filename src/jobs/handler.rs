@@ -1,0 +1,215 @@
+//! What a job type implements, and the context it runs with. Handlers never touch the jobs
+//! table: they report progress, save resumable state and check for cancel through `JobContext`,
+//! whose every write is fenced by the lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Job, Lease, Progress, Store};
+
+/// Why a handler must stop at its next step boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    #[error("the job was canceled")]
+    Canceled,
+    #[error("the process is shutting down")]
+    Interrupted,
+    #[error("the job's lease was taken over by another process")]
+    LeaseLost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (network, a busy cluster). The message is shown to users.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will fail again however often it runs (bad input, missing resource).
+    #[error("{0}")]
+    Permanent(String),
+    /// Stopped at a step boundary; for `Canceled` the handler has cleaned up.
+    #[error(transparent)]
+    Stopped(#[from] Stop),
+}
+
+/// A job type's code. Steps must be idempotent: after a crash the job runs again from its
+/// saved state and must not duplicate what an earlier attempt did.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, ctx: JobContext) -> Result<(), JobError>;
+
+    /// May users cancel this job type while it runs?
+    fn cancellable(&self) -> bool {
+        true
+    }
+}
+
+/// Job types and their handlers.
+#[derive(Default, Clone)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.handlers.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    pub fn register(mut self, job_type: &str, handler: impl JobHandler) -> Registry {
+        self.handlers.insert(job_type.to_owned(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, job_type: &str) -> Option<Arc<dyn JobHandler>> {
+        self.handlers.get(job_type).cloned()
+    }
+
+    pub fn is_cancellable(&self, job_type: &str) -> bool {
+        self.handlers.get(job_type).is_some_and(|h| h.cancellable())
+    }
+}
+
+/// Signals a running job receives.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Signals {
+    pub canceled: CancellationToken,
+    pub interrupted: CancellationToken,
+    pub lease_lost: CancellationToken,
+}
+
+impl Signals {
+    pub fn stop(&self) -> Option<Stop> {
+        if self.lease_lost.is_cancelled() {
+            Some(Stop::LeaseLost)
+        } else if self.canceled.is_cancelled() {
+            Some(Stop::Canceled)
+        } else if self.interrupted.is_cancelled() {
+            Some(Stop::Interrupted)
+        } else {
+            None
+        }
+    }
+}
+
+/// Handed to a handler for one attempt of one job.
+#[derive(Clone)]
+pub struct JobContext {
+    job: Arc<Job>,
+    lease: Lease,
+    store: Store,
+    signals: Signals,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job", &self.job.id)
+            .field("attempt", &self.lease.attempt)
+            .finish()
+    }
+}
+
+impl JobContext {
+    pub(super) fn new(
+        job: Job,
+        lease: Lease,
+        store: Store,
+        signals: Signals,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> JobContext {
+        JobContext {
+            job: Arc::new(job),
+            lease,
+            store,
+            signals,
+            changed,
+        }
+    }
+
+    /// The job as claimed (payload, resource ids, attempt, saved state).
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_value(self.job.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("job payload is invalid: {e}")))
+    }
+
+    /// State saved by an earlier attempt, if any.
+    pub fn saved_state<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        self.job
+            .state
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+    }
+
+    /// `Err` when the handler must stop now: canceled, shutting down, or lease lost.
+    pub fn checkpoint(&self) -> Result<(), Stop> {
+        match self.signals.stop() {
+            Some(stop) => Err(stop),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves when the job must stop; for `select!` around long waits.
+    pub async fn stopped(&self) -> Stop {
+        tokio::select! {
+            _ = self.signals.lease_lost.cancelled() => Stop::LeaseLost,
+            _ = self.signals.canceled.cancelled() => Stop::Canceled,
+            _ = self.signals.interrupted.cancelled() => Stop::Interrupted,
+        }
+    }
+
+    /// Records progress (fenced). A database hiccup is logged and skipped: progress is advisory.
+    pub async fn progress(&self, progress: Progress) -> Result<(), Stop> {
+        match self
+            .store
+            .update_progress(&self.lease, &progress, Utc::now())
+            .await
+        {
+            Ok(true) => {
+                self.changed.notify_waiters();
+                Ok(())
+            }
+            Ok(false) => {
+                self.signals.lease_lost.cancel();
+                Err(Stop::LeaseLost)
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %self.job.id, error = %e, "progress not recorded");
+                Ok(())
+            }
+        }
+    }
+
+    /// Saves resumable state (fenced); unlike progress, a failure to save is an error.
+    pub async fn save_state<T: serde::Serialize>(&self, state: &T) -> Result<(), JobError> {
+        let value = serde_json::to_value(state)
+            .map_err(|e| JobError::Permanent(format!("job state does not serialize: {e}")))?;
+        match self
+            .store
+            .save_job_state(&self.lease, &value, Utc::now())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.signals.lease_lost.cancel();
+                Err(Stop::LeaseLost.into())
+            }
+            Err(e) => Err(JobError::Retryable(format!(
+                "could not save job state: {e}"
+            ))),
+        }
+    }
+}

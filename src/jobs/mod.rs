@@ -1,0 +1,155 @@
+//! The durable job queue. Every long operation (backup, restore, delete, verify, copy) is a
+//! row in `jobs`, claimed by a worker pool in any number of processes sharing the database.
+//! A job accepted is never lost (it is committed before the API answers), never run by two
+//! workers at once (leases, fenced writes), and survives the crash of its process (an expired
+//! lease makes it claimable again; handlers resume idempotently).
+
+mod backoff;
+mod handler;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::retry_delay;
+pub use handler::{JobContext, JobError, JobHandler, Registry, Stop};
+
+use crate::config::JobsConfig;
+use crate::store::{NewJob, Store, StoreResult};
+
+impl JobsConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn backoff_base(&self) -> Duration {
+        Duration::from_millis(self.backoff_base_ms)
+    }
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.backoff_max_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// The queue as the rest of the service sees it: enqueue, cancel, watch, run workers.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    store: Store,
+    registry: Registry,
+    config: JobsConfig,
+    /// Wakes this process's idle workers (new or requeued work).
+    wake: Arc<Notify>,
+    /// Fires on every job change made by this process (progress, outcome), for event streams.
+    changed: Arc<Notify>,
+    /// Cancel tokens of the jobs running in this process, so a cancel takes effect at once
+    /// here (and, through NOTIFY, in other processes) rather than at the next heartbeat.
+    running: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Jobs {
+    pub fn new(store: Store, registry: Registry, config: JobsConfig) -> Jobs {
+        Jobs {
+            store,
+            registry,
+            config,
+            wake: Arc::new(Notify::new()),
+            changed: Arc::new(Notify::new()),
+            running: Arc::default(),
+            metrics: None,
+        }
+    }
+
+    /// Counts finished attempts in `metrics` (exposed at `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Jobs {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    /// A job to enqueue with the configured attempt limit, due now.
+    pub fn new_job(&self, project_id: &str, job_type: &str, payload: serde_json::Value) -> NewJob {
+        NewJob {
+            id: crate::domain::ids::new_job_id(),
+            project_id: project_id.to_owned(),
+            job_type: job_type.to_owned(),
+            cluster_id: None,
+            backup_id: None,
+            payload,
+            max_attempts: self.config.max_attempts,
+            run_after: Utc::now(),
+            dedupe_key: None,
+        }
+    }
+
+    /// Commits the job, then wakes workers here (other processes by NOTIFY at commit).
+    pub async fn enqueue(&self, job: &NewJob) -> StoreResult<()> {
+        self.store.insert_job(job, Utc::now()).await?;
+        self.wake.notify_one();
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Resolves at the next job change made by this process.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    pub fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Tells the job's handler to stop, wherever it runs: at once in this process, through
+    /// NOTIFY in the others (their heartbeat would notice within a third of the lease anyway).
+    pub async fn signal_cancel(&self, job_id: &str) {
+        self.cancel_local(job_id);
+        if let Err(e) = self.store.notify_cancel(job_id).await {
+            tracing::debug!(error = %e, "cancel NOTIFY failed; the heartbeat will notice");
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn cancel_local(&self, job_id: &str) {
+        if let Some(token) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(job_id)
+        {
+            token.cancel();
+        }
+    }
+
+    /// Starts this process's worker pool; it runs until `shutdown` and then stops gracefully.
+    pub fn start_workers(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(worker::run_pool(self.clone(), worker_id(), shutdown))
+    }
+}
+
+/// Names this process in `lease_owner`: host, pid and a random suffix (a restarted process
+/// with the same pid is still a different owner).
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}

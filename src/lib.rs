@@ -1,0 +1,186 @@
+//! Backstop: a backup control plane for Milvus clusters.
+//!
+//! `Application::build` wires config, store, regions and the HTTP layer around a listener the
+//! caller binds (tests bind port 0); `main.rs` only parses the command line.
+
+pub mod auth;
+pub mod clusters;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod milvus;
+pub mod objects;
+pub mod regions;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::crypto::{hash_api_key, SecretBox};
+use crate::domain::access::OrgRole;
+use crate::domain::ids;
+use crate::http::{AppState, RateLimiter};
+use crate::jobs::{Jobs, Registry};
+use crate::metrics::Metrics;
+use crate::regions::Regions;
+use crate::store::{ApiKey, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crypto::CryptoError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    bootstrap_key: Option<String>,
+}
+
+impl Application {
+    /// Connects the store (migrating it), syncs regions, and creates the first admin key when
+    /// the database has never had one.
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
+        Self::build_with(config, listener, default_registry()).await
+    }
+
+    /// `build` with the job handlers given (tests register their own).
+    pub async fn build_with(
+        config: Config,
+        listener: TcpListener,
+        registry: Registry,
+    ) -> Result<Application, StartupError> {
+        let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
+        let secrets = SecretBox::load_or_create(
+            config.secrets.encryption_key.as_ref(),
+            &config.data_dir.join("encryption.key"),
+        )?;
+        let regions = Regions::from_config(&config);
+        let region_rows: Vec<_> = regions.iter().map(|r| r.info.clone()).collect();
+        store.sync_regions(&region_rows, Utc::now()).await?;
+        let bootstrap_key = bootstrap_admin_key(&store).await?;
+        let metrics = Arc::new(Metrics::new());
+        let jobs = Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
+        let state = AppState {
+            jobs,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            rate_limiter: Arc::new(RateLimiter::new(
+                config.server.rate_limit_per_second,
+                config.server.rate_limit_burst,
+            )),
+            config: Arc::new(config),
+            store,
+            secrets,
+            regions: Arc::new(regions),
+            metrics,
+        };
+        Ok(Application {
+            listener,
+            state,
+            bootstrap_key,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The secret of the org OWNER key created on this start, if this start created it.
+    pub fn bootstrap_key(&self) -> Option<&str> {
+        self.bootstrap_key.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves (and runs job workers, when enabled) until `shutdown` completes; then stops
+    /// claiming jobs, lets running jobs reach a step boundary and in-flight requests finish
+    /// (each bounded by its grace period), releases leases and closes the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let store = self.state.store.clone();
+        let stopping = self.state.shutdown.clone();
+        let workers = self
+            .state
+            .config
+            .jobs
+            .enabled
+            .then(|| self.state.jobs.start_workers(stopping.clone()));
+        let router = http::router(self.state);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            // Event streams and workers watch this token.
+            stopping.cancel();
+            let _ = stop_tx.send(true);
+        });
+        let mut stopped = stop_rx.clone();
+        let serving = tokio::spawn(async move { server.await });
+        let result = tokio::select! {
+            joined = serving => joined.map_err(std::io::Error::other)?,
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
+        store.close().await;
+        result
+    }
+}
+
+/// The job handlers of this version (backup, restore, ... arrive with their issues).
+pub fn default_registry() -> Registry {
+    Registry::new()
+}
+
+async fn bootstrap_admin_key(store: &Store) -> Result<Option<String>, StartupError> {
+    let secret = ids::new_api_key_secret();
+    let key = ApiKey {
+        id: ids::new_api_key_id(),
+        name: "bootstrap-admin".to_owned(),
+        key_hash: hash_api_key(&secret),
+        org_role: OrgRole::Owner,
+        project_roles: Vec::new(),
+        created_at: Utc::now(),
+    };
+    Ok(store.bootstrap_api_key(&key).await?.then_some(secret))
+}
+
+/// Installs SIGINT and SIGTERM handlers now (so a signal that arrives while the service
+/// starts is not lost) and returns a future that resolves on the first of them.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        tracing::info!("shutdown signal received");
+    })
+}

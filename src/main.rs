@@ -1,0 +1,135 @@
+//! The `backstop` command: `serve` runs the API (and, in later issues, workers and scheduler);
+//! `migrate` applies database migrations and exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use backstop::config::Config;
+use backstop::store::Store;
+use backstop::Application;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "backstop",
+    version,
+    about = "Backup control plane for Milvus clusters"
+)]
+struct Cli {
+    /// Config files, applied in order over the embedded defaults (default: config/backstop.toml
+    /// when it exists). BACKSTOP_* environment variables override them.
+    #[arg(long = "config", global = true, env = "BACKSTOP_CONFIG")]
+    config: Vec<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn config_files(cli: &Cli) -> Vec<PathBuf> {
+    if !cli.config.is_empty() {
+        return cli.config.clone();
+    }
+    let default = PathBuf::from("config/backstop.toml");
+    if default.exists() {
+        vec![default]
+    } else {
+        Vec::new()
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,aws=warn,h2=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let config = match Config::load(&config_files(&cli)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let shutdown = backstop::shutdown_signal()?;
+    let database = redact_url(&config.database_url());
+    let app = Application::build(config, listener).await?;
+    let addr = app.local_addr()?;
+    if let Some(key) = app.bootstrap_key() {
+        // Printed once, to the terminal only (never to the log): it cannot be shown again.
+        println!();
+        println!(
+            "  First start: an org OWNER API key was created. Keep it now; it is not shown again:"
+        );
+        println!();
+        println!("    {key}");
+        println!();
+        println!("  Try: curl -H 'Authorization: Bearer {key}' http://{addr}/v2/regions");
+        println!();
+    }
+    tracing::info!(%addr, database = %database, "backstop listening");
+    app.run_until(shutdown).await?;
+    tracing::info!("backstop stopped");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::connect(&config.database_url(), 1).await?;
+    println!(
+        "migrations applied to the {} database",
+        store.backend_name()
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// Drops a password from a database URL before it is logged.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,261 @@
+//! The one place that talks to Milvus: a thin connector over the generated gRPC client of
+//! `milvus-sdk-rust` (its high-level client lacks calls we need, such as Import). Every call has
+//! a deadline, carries the cluster's token and database as gRPC metadata, and checks both
+//! `status.error_code` and `status.code` (Milvus 2.3 sets both).
+//!
+//! Newer Milvus versions can be handled here without touching the callers.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use milvus::proto::common::Status;
+use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
+use milvus::proto::milvus::{GetVersionRequest, ListDatabasesRequest, ShowCollectionsRequest};
+use secrecy::{ExposeSecret, SecretString};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MilvusError {
+    #[error("Milvus URI '{0}' is not valid: use http://host:port or https://host:port")]
+    BadUri(String),
+    #[error("Milvus at {uri} did not answer within {timeout_ms} ms")]
+    Timeout { uri: String, timeout_ms: u128 },
+    #[error("Milvus at {uri} is unreachable: {message}")]
+    Unreachable { uri: String, message: String },
+    #[error("Milvus refused {operation}: {reason}")]
+    Refused {
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+/// A collection as listed by `ShowCollections`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionSummary {
+    pub db_name: String,
+    pub name: String,
+    pub id: i64,
+    /// Creation time in Unix milliseconds.
+    pub created_utc_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct MilvusClient {
+    uri: String,
+    client: MilvusServiceClient<Channel>,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for MilvusClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MilvusClient")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accepts `http(s)://host:port`; returns the URI as it will be dialled.
+pub fn parse_uri(uri: &str) -> Result<String, MilvusError> {
+    let trimmed = uri.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') && !host.contains(' ') => {
+            Endpoint::from_shared(trimmed.to_owned())
+                .map_err(|_| MilvusError::BadUri(uri.to_owned()))?;
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(MilvusError::BadUri(uri.to_owned())),
+    }
+}
+
+impl MilvusClient {
+    /// Prepares a client; the connection is made lazily by the first call, within `timeout`.
+    pub fn new(
+        uri: &str,
+        token: Option<&SecretString>,
+        timeout: Duration,
+    ) -> Result<MilvusClient, MilvusError> {
+        let uri = parse_uri(uri)?;
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|_| MilvusError::BadUri(uri.clone()))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true);
+        let authorization = match token {
+            Some(token) if !token.expose_secret().is_empty() => Some(
+                B64.encode(token.expose_secret())
+                    .parse()
+                    .map_err(|_| MilvusError::BadUri(uri.clone()))?,
+            ),
+            _ => None,
+        };
+        Ok(MilvusClient {
+            client: MilvusServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(256 * 1024 * 1024),
+            uri,
+            authorization,
+            timeout,
+        })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn request<T>(&self, message: T, db_name: Option<&str>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        if let Some(auth) = &self.authorization {
+            request.metadata_mut().insert("authorization", auth.clone());
+        }
+        if let Some(db) = db_name.and_then(|db| db.parse().ok()) {
+            request.metadata_mut().insert("dbname", db);
+        }
+        request
+    }
+
+    /// Maps a transport failure; a deadline becomes `Timeout` so callers can say so.
+    fn transport_error(&self, status: tonic::Status) -> MilvusError {
+        match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => MilvusError::Timeout {
+                uri: self.uri.clone(),
+                timeout_ms: self.timeout.as_millis(),
+            },
+            tonic::Code::Unavailable | tonic::Code::Unknown => MilvusError::Unreachable {
+                uri: self.uri.clone(),
+                message: status.message().to_owned(),
+            },
+            _ => MilvusError::Refused {
+                operation: "request",
+                reason: format!("{}: {}", status.code(), status.message()),
+            },
+        }
+    }
+
+    /// Runs one call with a hard deadline (covers connect and DNS too).
+    async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, MilvusError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(self.transport_error(status)),
+            Err(_) => Err(MilvusError::Timeout {
+                uri: self.uri.clone(),
+                timeout_ms: self.timeout.as_millis(),
+            }),
+        }
+    }
+
+    pub async fn version(&self) -> Result<String, MilvusError> {
+        let mut client = self.client.clone();
+        let response = self
+            .call(client.get_version(self.request(GetVersionRequest {}, None)))
+            .await?;
+        check(response.status.as_ref(), "GetVersion")?;
+        Ok(response.version)
+    }
+
+    pub async fn list_databases(&self) -> Result<Vec<String>, MilvusError> {
+        let mut client = self.client.clone();
+        let response = self
+            .call(client.list_databases(self.request(ListDatabasesRequest::default(), None)))
+            .await?;
+        check(response.status.as_ref(), "ListDatabases")?;
+        Ok(response.db_names)
+    }
+
+    pub async fn list_collections(
+        &self,
+        db_name: &str,
+    ) -> Result<Vec<CollectionSummary>, MilvusError> {
+        let mut client = self.client.clone();
+        let message = ShowCollectionsRequest {
+            db_name: db_name.to_owned(),
+            ..Default::default()
+        };
+        let response = self
+            .call(client.show_collections(self.request(message, Some(db_name))))
+            .await?;
+        check(response.status.as_ref(), "ShowCollections")?;
+        Ok(response
+            .collection_names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| CollectionSummary {
+                db_name: db_name.to_owned(),
+                name,
+                id: response.collection_ids.get(i).copied().unwrap_or_default(),
+                created_utc_ms: response
+                    .created_utc_timestamps
+                    .get(i)
+                    .copied()
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// Milvus answers errors inside a successful gRPC response; both fields must say success.
+/// `error_code` is deprecated in the proto but is what 2.3 servers fill.
+#[expect(deprecated)]
+fn check(status: Option<&Status>, operation: &'static str) -> Result<(), MilvusError> {
+    match status {
+        Some(s) if s.error_code != 0 || s.code != 0 => Err(MilvusError::Refused {
+            operation,
+            reason: if s.reason.is_empty() {
+                format!("error code {} / {}", s.error_code, s.code)
+            } else {
+                s.reason.clone()
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_must_be_http_host_port() {
+        assert_eq!(
+            parse_uri("http://127.0.0.1:19530/").unwrap(),
+            "http://127.0.0.1:19530"
+        );
+        assert!(parse_uri("https://milvus.example.com:443").is_ok());
+        for bad in [
+            "127.0.0.1:19530",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "http://h/path",
+        ] {
+            assert!(parse_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    #[expect(deprecated)]
+    fn a_status_with_either_code_set_is_an_error() {
+        let ok = Status::default();
+        assert!(check(Some(&ok), "x").is_ok());
+        assert!(check(None, "x").is_ok());
+        let legacy = Status {
+            error_code: 1,
+            reason: "boom".into(),
+            ..Default::default()
+        };
+        assert!(check(Some(&legacy), "x").is_err());
+        let modern = Status {
+            code: 100,
+            ..Default::default()
+        };
+        assert!(check(Some(&modern), "x").is_err());
+    }
+}

@@ -1,0 +1,624 @@
+//! Black-box HTTP tests against the service on port 0: the role matrix, bad input, limits,
+//! secrets, and the operations endpoints. Every test runs on SQLite and on Postgres.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp};
+
+/// A cluster address nothing listens on: describe answers UNREACHABLE at once.
+const DEAD_MILVUS: &str = "http://127.0.0.1:1";
+
+struct Keys {
+    owner: String,
+    admin: String,
+    read_write: String,
+    read_only: String,
+    other_project_admin: String,
+    custom_reader: String,
+}
+
+struct Fixture {
+    app: TestApp,
+    keys: Keys,
+    project: String,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("main").await;
+    let other = app.create_project("other").await;
+    app.admin(
+        Method::POST,
+        "/v2/roles",
+        Some(json!({"roleName": "clusterViewer", "privileges": ["cluster.read"]})),
+    )
+    .await;
+    let keys = Keys {
+        owner: app.admin_key.clone(),
+        admin: app.create_key(&project, "ADMIN").await,
+        read_write: app.create_key(&project, "READ_WRITE").await,
+        read_only: app.create_key(&project, "READ_ONLY").await,
+        other_project_admin: app.create_key(&other, "ADMIN").await,
+        custom_reader: app.create_key(&project, "clusterViewer").await,
+    };
+    Fixture { app, keys, project }
+}
+
+/// Expected statuses, in the order owner, ADMIN, READ_WRITE, READ_ONLY, other project's ADMIN,
+/// custom role with only cluster.read.
+type Row = [u16; 6];
+
+async fn role_matrix(backend: Backend) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    let keys = [
+        ("owner", &f.keys.owner),
+        ("ADMIN", &f.keys.admin),
+        ("READ_WRITE", &f.keys.read_write),
+        ("READ_ONLY", &f.keys.read_only),
+        ("other project ADMIN", &f.keys.other_project_admin),
+        ("custom clusterViewer", &f.keys.custom_reader),
+    ];
+    let new_cluster = |name: &str| {
+        json!({"clusterName": name, "projectId": f.project, "regionId": "local", "plan": "Dedicated",
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp/none"}})
+    };
+    // One cluster per key that deletes, so each delete has something to delete.
+    let mut victims = Vec::new();
+    for i in 0..keys.len() {
+        victims.push(
+            app.register_cluster(&f.project, &format!("victim{i}"), DEAD_MILVUS, "/tmp/none")
+                .await,
+        );
+    }
+    let cluster = app
+        .register_cluster(&f.project, "shared", DEAD_MILVUS, "/tmp/none")
+        .await;
+
+    let cases: Vec<(Method, String, Option<Value>, Row)> = vec![
+        (
+            Method::POST,
+            "/v2/projects".into(),
+            Some(json!({"projectName": "P"})),
+            [200, 403, 403, 403, 403, 403],
+        ),
+        (
+            Method::GET,
+            "/v2/projects".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/v2/apiKeys".into(),
+            Some(json!({"name": "n"})),
+            [200, 403, 403, 403, 403, 403],
+        ),
+        (
+            Method::GET,
+            "/v2/apiKeys".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::DELETE,
+            "/v2/apiKeys/key-doesnotexist".into(),
+            None,
+            [404, 403, 403, 403, 403, 403],
+        ),
+        (
+            Method::POST,
+            "/v2/roles".into(),
+            Some(json!({"roleName": "R", "privileges": ["job.read"]})),
+            [200, 403, 403, 403, 403, 403],
+        ),
+        (
+            Method::GET,
+            "/v2/roles".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/v2/regions".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/v2/clusters".into(),
+            Some(new_cluster("{i}")),
+            [200, 200, 200, 403, 404, 403],
+        ),
+        (
+            Method::GET,
+            "/v2/clusters".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            format!("/v2/clusters/{cluster}"),
+            None,
+            [200, 200, 200, 200, 404, 200],
+        ),
+        (
+            Method::GET,
+            format!("/v2/clusters/{cluster}/collections"),
+            None,
+            [502, 502, 502, 502, 404, 502],
+        ),
+        (
+            Method::DELETE,
+            "/v2/clusters/{victim}".into(),
+            None,
+            [200, 200, 200, 403, 404, 403],
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        for (i, (role, key)) in keys.iter().enumerate() {
+            let path = path.replace("{victim}", &victims[i]);
+            // Names must be unique per call where the call creates something.
+            let body = body.clone().map(|b| {
+                let text = b
+                    .to_string()
+                    .replace("\"P\"", &format!("\"P{i}\""))
+                    .replace("\"R\"", &format!("\"R{i}\""))
+                    .replace("\"n\"", &format!("\"n{i}\""))
+                    .replace("\"{i}\"", &format!("\"made{i}\""));
+                serde_json::from_str::<Value>(&text).unwrap()
+            });
+            let (status, json) = app.call(method.clone(), &path, Some(key), body).await;
+            assert_eq!(
+                status.as_u16(),
+                expected[i],
+                "{method} {path} as {role}: {json}"
+            );
+            if status == StatusCode::OK {
+                assert_eq!(json["code"], 0);
+            } else {
+                assert_eq!(json["code"], 90000 + expected[i] as u64, "{json}");
+                assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+            }
+        }
+        // Without a key, or with an unknown one, every /v2 route answers 401.
+        for key in [None, Some("bsk_not_a_key")] {
+            let (status, json) = app.call(method.clone(), &path, key, None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {key:?}: {json}"
+            );
+            assert_eq!(json["code"], 90401);
+        }
+    }
+}
+
+async fn listings_show_only_visible_projects(backend: Backend) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    app.register_cluster(&f.project, "mine", DEAD_MILVUS, "/tmp/none")
+        .await;
+    let (_, other_view) = app
+        .call(
+            Method::GET,
+            "/v2/clusters",
+            Some(&f.keys.other_project_admin),
+            None,
+        )
+        .await;
+    assert_eq!(other_view["data"]["count"], 0, "{other_view}");
+    let (_, projects) = app
+        .call(
+            Method::GET,
+            "/v2/projects",
+            Some(&f.keys.other_project_admin),
+            None,
+        )
+        .await;
+    assert_eq!(projects["data"]["count"], 1);
+    assert_eq!(projects["data"]["projects"][0]["projectName"], "other");
+    let (_, mine) = app
+        .call(Method::GET, "/v2/clusters", Some(&f.keys.read_only), None)
+        .await;
+    assert_eq!(mine["data"]["count"], 1);
+    assert_eq!(mine["data"]["clusters"][0]["status"], "UNREACHABLE");
+    let (_, keys) = app
+        .call(Method::GET, "/v2/apiKeys", Some(&f.keys.read_only), None)
+        .await;
+    assert_eq!(
+        keys["data"]["count"], 1,
+        "a member sees only its own key: {keys}"
+    );
+    // A deleted key stops working at once.
+    let key_id = keys["data"]["apiKeys"][0]["apiKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.admin(Method::DELETE, &format!("/v2/apiKeys/{key_id}"), None)
+        .await;
+    let (status, _) = app
+        .call(Method::GET, "/v2/regions", Some(&f.keys.read_only), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Sends a raw body with a content type and returns status and JSON.
+async fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: String,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(&app.admin_key)
+        .body(body);
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let json: Value = response.json().await.expect("error bodies are JSON");
+    (status, json)
+}
+
+fn assert_error(status: StatusCode, json: &Value, expected: u16, mentions: &str) {
+    assert_eq!(status.as_u16(), expected, "{json}");
+    assert_eq!(json["code"], 90000 + expected as u64, "{json}");
+    let message = json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(mentions),
+        "message {message:?} should mention {mentions:?}"
+    );
+}
+
+async fn bad_input_gets_clear_errors(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.server.body_limit_bytes = 4096).await;
+    let project = app.create_project("p").await;
+    let valid = || {
+        json!({"clusterName": "c1", "projectId": project, "regionId": "local", "plan": "Dedicated",
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/data"}})
+    };
+    let with = |pointer: &str, value: Value| {
+        let mut body = valid();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body.to_string()
+    };
+    let json_ct = Some("application/json");
+    let post = |body: String| raw(&app, Method::POST, "/v2/clusters", json_ct, body);
+
+    let (s, j) = post("{\"clusterName\": ".into()).await;
+    assert_error(s, &j, 400, "not valid JSON");
+    let (s, j) = post(with("/cuSize", json!("two"))).await;
+    assert_error(s, &j, 400, "cuSize");
+    let (s, j) = post(with("/cuSize", json!(0))).await;
+    assert_error(s, &j, 400, "cuSize");
+    let (s, j) = post(with("/plan", json!("Huge"))).await;
+    assert_error(s, &j, 400, "plan");
+    let (s, j) = post(with("/clusterName", json!("x".repeat(65)))).await;
+    assert_error(s, &j, 400, "clusterName");
+    let (s, j) = post(with("/clusterName", json!("has space"))).await;
+    assert_error(s, &j, 400, "clusterName");
+    let (s, j) = post(with("/milvus/uri", json!("localhost:19530"))).await;
+    assert_error(s, &j, 400, "milvus.uri");
+    let (s, j) = post(with("/storage", json!({"type": "s3", "bucket": "b"}))).await;
+    assert_error(s, &j, 400, "storage");
+    let (s, j) = post(with("/storage/path", json!("relative/path"))).await;
+    assert_error(s, &j, 400, "storage.path");
+    let (s, j) = post(with("/regionId", json!("mars"))).await;
+    assert_error(s, &j, 400, "regionId");
+    let (s, j) = post(with("/projectId", json!("proj-nope"))).await;
+    assert_error(s, &j, 404, "proj-nope");
+    let mut unknown_field = valid();
+    unknown_field["clusterNmae"] = json!("typo");
+    let (s, j) = post(unknown_field.to_string()).await;
+    assert_error(s, &j, 400, "clusterNmae");
+    let mut missing = valid();
+    missing.as_object_mut().unwrap().remove("regionId");
+    let (s, j) = post(missing.to_string()).await;
+    assert_error(s, &j, 400, "regionId");
+    let (s, j) = raw(
+        &app,
+        Method::POST,
+        "/v2/clusters",
+        None,
+        valid().to_string(),
+    )
+    .await;
+    assert_error(s, &j, 400, "Content-Type");
+    let (s, j) = post(with("/clusterName", json!("x".repeat(5000)))).await;
+    assert_error(s, &j, 413, "4096");
+
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/clusters/in01-0000000000000000",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 404, "in01-0000000000000000");
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/clusters?pageSize=0",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 400, "pageSize");
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/projects?pageSize=abc",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 400, "pageSize");
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/projects?currentPage=0",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 400, "currentPage");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/projects",
+            Some(&app.admin_key),
+            Some(json!({"projectName": ""})),
+        )
+        .await;
+    assert_error(s, &j, 400, "projectName");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/projects",
+            Some(&app.admin_key),
+            Some(json!({"projectName": "p"})),
+        )
+        .await;
+    assert_error(s, &j, 409, "projectName");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/roles",
+            Some(&app.admin_key),
+            Some(json!({"roleName": "r", "privileges": ["backup.everything"]})),
+        )
+        .await;
+    assert_error(s, &j, 400, "privileges");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/roles",
+            Some(&app.admin_key),
+            Some(json!({"roleName": "ADMIN", "privileges": ["job.read"]})),
+        )
+        .await;
+    assert_error(s, &j, 409, "built-in");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/apiKeys",
+            Some(&app.admin_key),
+            Some(json!({"name": "k", "projectRoles": [{"projectId": project, "role": "GOD"}]})),
+        )
+        .await;
+    assert_error(s, &j, 400, "projectRoles[0].role");
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/apiKeys",
+            Some(&app.admin_key),
+            Some(json!({"name": "k", "orgRole": "KING"})),
+        )
+        .await;
+    assert_error(s, &j, 400, "orgRole");
+    let (s, j) = app
+        .call(Method::PUT, "/v2/projects", Some(&app.admin_key), None)
+        .await;
+    assert_error(s, &j, 405, "PUT");
+    let (s, j) = app
+        .call(Method::GET, "/v2/nothing-here", Some(&app.admin_key), None)
+        .await;
+    assert_error(s, &j, 404, "/v2/nothing-here");
+
+    // The same name twice in one project is a conflict; in another project it is fine.
+    let (s, _) = post(valid().to_string()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, j) = post(valid().to_string()).await;
+    assert_error(s, &j, 409, "clusterName");
+}
+
+async fn rate_limit_answers_429_with_retry_after(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.server.rate_limit_per_second = 1;
+        c.server.rate_limit_burst = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, _) = app
+            .call(Method::GET, "/v2/regions", Some(&app.admin_key), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = app
+        .client
+        .get(format!("{}/v2/regions", app.base))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["code"], 90429);
+    // Another route has its own budget.
+    let (status, _) = app
+        .call(Method::GET, "/v2/projects", Some(&app.admin_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn secrets_are_never_returned_or_stored_in_clear(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let body = json!({"clusterName": "s3c", "projectId": project, "regionId": "local", "plan": "Dedicated", "cuSize": 1,
+        "milvus": {"uri": DEAD_MILVUS, "token": "root:TopSecretMilvus"},
+        "storage": {"type": "s3", "endpoint": "http://127.0.0.1:1", "bucket": "b", "rootPath": "files",
+                    "accessKeyId": "AKIDCLUSTER", "secretAccessKey": "TopSecretS3"}});
+    let id = app.admin(Method::POST, "/v2/clusters", Some(body)).await["clusterId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let described = app
+        .admin(Method::GET, &format!("/v2/clusters/{id}"), None)
+        .await
+        .to_string();
+    let listed = app
+        .admin(Method::GET, "/v2/clusters", None)
+        .await
+        .to_string();
+    for text in [&described, &listed] {
+        for secret in ["TopSecretMilvus", "TopSecretS3", "AKIDCLUSTER"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+    assert!(described.contains("\"rootPath\":\"files\""), "{described}");
+    // At rest: read the row back from the database itself.
+    let store = backstop::store::Store::connect(&app.db.url, 1)
+        .await
+        .unwrap();
+    let row = store.get_cluster(&id).await.unwrap().unwrap();
+    for secret in ["TopSecretMilvus", "TopSecretS3", "AKIDCLUSTER"] {
+        assert!(!row.secrets.contains(secret) && !row.storage.contains(secret));
+    }
+    // API keys: only the hash is stored.
+    let key = app.create_key(&project, "ADMIN").await;
+    let (keys, _) = store
+        .list_api_keys(backstop::store::Page::all())
+        .await
+        .unwrap();
+    assert!(keys
+        .iter()
+        .all(|k| k.key_hash != key && !k.key_hash.contains(&key)));
+    assert!(keys
+        .iter()
+        .any(|k| k.key_hash == backstop::crypto::hash_api_key(&key)));
+}
+
+async fn restart_keeps_data_and_makes_no_second_admin_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("kept").await;
+    let config = crate::support::test_config(&app.db);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let again = backstop::Application::build(config, listener)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.bootstrap_key(),
+        None,
+        "the first admin key is made once"
+    );
+    let projects = again.state().store.get_project(&project).await.unwrap();
+    assert!(projects.is_some());
+}
+
+async fn operations_endpoints(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let get = |path: &'static str| app.client.get(format!("{}{path}", app.base)).send();
+    let health = get("/healthz").await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(
+        health.headers().contains_key("x-request-id"),
+        "every answer carries a request id"
+    );
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    app.admin(Method::GET, "/v2/regions", None).await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"backstop_http_requests_total{method="GET",route="/v2/regions",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("backstop_http_request_duration_seconds_bucket"));
+}
+
+/// Every operation the OpenAPI document lists is served and requires a key; every route we
+/// serve is in the document.
+async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let spec: Value = app
+        .client
+        .get(format!("{}/v2/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    operations.sort();
+    let expected = [
+        "DELETE /v2/apiKeys/{apiKeyId}",
+        "DELETE /v2/clusters/{clusterId}",
+        "GET /v2/apiKeys",
+        "GET /v2/clusters",
+        "GET /v2/clusters/{clusterId}",
+        "GET /v2/clusters/{clusterId}/collections",
+        "GET /v2/jobs",
+        "GET /v2/jobs/{jobId}",
+        "GET /v2/jobs/{jobId}/events",
+        "GET /v2/projects",
+        "GET /v2/regions",
+        "GET /v2/roles",
+        "POST /v2/apiKeys",
+        "POST /v2/clusters",
+        "POST /v2/jobs/{jobId}/cancel",
+        "POST /v2/projects",
+        "POST /v2/roles",
+    ];
+    assert_eq!(operations, expected);
+    for op in &operations {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path
+            .replace("{apiKeyId}", "key-x")
+            .replace("{clusterId}", "in01-x")
+            .replace("{jobId}", "job-x");
+        let (status, json) = app.call(method.parse().unwrap(), &path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{op}: {json}");
+    }
+}
+
+on_both_backends!(
+    role_matrix,
+    listings_show_only_visible_projects,
+    bad_input_gets_clear_errors,
+    rate_limit_answers_429_with_retry_after,
+    secrets_are_never_returned_or_stored_in_clear,
+    restart_keeps_data_and_makes_no_second_admin_key,
+    operations_endpoints,
+    openapi_lists_exactly_the_served_routes,
+);

@@ -1,0 +1,10 @@
+//! The whole integration suite in one binary (one link, shared fixtures). Needs Postgres,
+//! SeaweedFS and Milvus: `scripts/test` starts them and runs this.
+
+mod api;
+mod cli;
+mod clusters;
+mod jobs;
+mod objects;
+mod store;
+mod support;

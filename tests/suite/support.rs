@@ -1,0 +1,459 @@
+//! Shared fixtures: a fresh database per test (a new Postgres database, or a SQLite file), the
+//! service on port 0, the shared S3 server and Milvus started by `scripts/test`.
+//!
+//! A required service that is missing fails the test with a message saying how to start it;
+//! nothing is skipped silently.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use backstop::config::Config;
+use backstop::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$name(Backend)` as two tests, `$name::sqlite` and `$name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+const HOW_TO_START: &str =
+    "run the suite with scripts/test, which starts Postgres, SeaweedFS and Milvus";
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("BACKSTOP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own for one test. Postgres databases are named `bs_test_*`;
+/// `scripts/test` drops leftovers of earlier runs.
+pub struct TestDb {
+    pub url: String,
+    pub dir: TempDir,
+}
+
+pub async fn test_db(backend: Backend) -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("backstop.db").display()),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin = postgres_admin_url();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("Postgres is not reachable at {admin} ({e}); {HOW_TO_START}, or start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and set BACKSTOP_TEST_DATABASE_URL")
+            });
+            let name = format!("bs_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            format!("{base}/{name}")
+        }
+    };
+    TestDb { url, dir }
+}
+
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::embedded_default();
+    config.data_dir = db.dir.path().join("data");
+    config.database.url = Some(db.url.clone());
+    config.database.max_connections = 5;
+    config.server.rate_limit_per_second = 1000;
+    config.server.rate_limit_burst = 1000;
+    config.server.shutdown_grace_secs = 2;
+    config.milvus.probe_timeout_ms = 1500;
+    config.milvus.request_timeout_secs = 10;
+    // Short enough that crash and retry tests finish quickly.
+    config.jobs.lease_ms = 1500;
+    config.jobs.poll_interval_ms = 200;
+    config.jobs.backoff_base_ms = 20;
+    config.jobs.backoff_max_ms = 200;
+    config.jobs.shutdown_grace_ms = 3000;
+    config
+}
+
+/// The service, running in this process on a random port.
+pub struct TestApp {
+    pub base: String,
+    pub admin_key: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_full(backend, tweak, backstop::default_registry()).await
+    }
+
+    /// The service with the job handlers given (test job types).
+    pub async fn spawn_full(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        registry: backstop::jobs::Registry,
+    ) -> TestApp {
+        let db = test_db(backend).await;
+        let mut config = test_config(&db);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = Application::build_with(config, listener, registry)
+            .await
+            .expect("app builds");
+        let base = format!("http://{}", app.local_addr().unwrap());
+        let admin_key = app
+            .bootstrap_key()
+            .expect("a fresh database gets a bootstrap key")
+            .to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base,
+            admin_key,
+            client: reqwest::Client::new(),
+            db,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path}: response is not JSON: {text}"));
+        (status, json)
+    }
+
+    /// GET/POST/DELETE as the bootstrap OWNER, asserting success and returning `data`.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, json) = self
+            .call(method.clone(), path, Some(&self.admin_key), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{method} {path}: {json}");
+        assert_eq!(json["code"], 0, "{json}");
+        json["data"].clone()
+    }
+
+    pub async fn create_project(&self, name: &str) -> String {
+        let data = self
+            .admin(
+                Method::POST,
+                "/v2/projects",
+                Some(serde_json::json!({ "projectName": name })),
+            )
+            .await;
+        data["projectId"].as_str().unwrap().to_owned()
+    }
+
+    /// A new key with `role` in `project_id` (MEMBER org role).
+    pub async fn create_key(&self, project_id: &str, role: &str) -> String {
+        let body = serde_json::json!({
+            "name": format!("k-{role}").replace('.', "-"),
+            "projectRoles": [{ "projectId": project_id, "role": role }]
+        });
+        let data = self.admin(Method::POST, "/v2/apiKeys", Some(body)).await;
+        data["apiKey"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a cluster pointing at `uri` with local storage `path`.
+    pub async fn register_cluster(
+        &self,
+        project_id: &str,
+        name: &str,
+        uri: &str,
+        path: &str,
+    ) -> String {
+        let body = serde_json::json!({
+            "clusterName": name, "projectId": project_id, "regionId": "local",
+            "plan": "Dedicated", "cuSize": 2,
+            "milvus": { "uri": uri },
+            "storage": { "type": "local", "path": path }
+        });
+        let data = self.admin(Method::POST, "/v2/clusters", Some(body)).await;
+        data["clusterId"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The shared Milvus started by `scripts/test`.
+pub struct SharedMilvus {
+    pub uri: String,
+    pub storage: String,
+}
+
+pub fn shared_milvus() -> &'static SharedMilvus {
+    static MILVUS: OnceLock<SharedMilvus> = OnceLock::new();
+    MILVUS.get_or_init(|| {
+        let uri = std::env::var("BACKSTOP_TEST_MILVUS_URI").unwrap_or_else(|_| {
+            panic!("BACKSTOP_TEST_MILVUS_URI is not set: this test needs a real Milvus; {HOW_TO_START}, or start one with `scripts/milvus-instance start DIR` and export BACKSTOP_TEST_MILVUS_URI and BACKSTOP_TEST_MILVUS_STORAGE")
+        });
+        let storage = std::env::var("BACKSTOP_TEST_MILVUS_STORAGE")
+            .expect("BACKSTOP_TEST_MILVUS_STORAGE is set beside BACKSTOP_TEST_MILVUS_URI");
+        SharedMilvus { uri, storage }
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn milvus_python() -> PathBuf {
+    let venv = std::env::var("BACKSTOP_TEST_MILVUS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/backstop/venv-milvus")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: {HOW_TO_START}",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/support/milvus_seed.py` against `uri`.
+pub async fn seed(uri: &str, args: &[&str]) {
+    let output = tokio::process::Command::new(milvus_python())
+        .arg(repo_root().join("tests/support/milvus_seed.py"))
+        .arg(uri)
+        .args(args)
+        .output()
+        .await
+        .expect("run milvus_seed.py");
+    assert!(
+        output.status.success(),
+        "milvus_seed.py {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The shared S3 server started by `scripts/test`.
+pub struct SharedS3 {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub fn shared_s3() -> SharedS3 {
+    let endpoint = std::env::var("BACKSTOP_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!("BACKSTOP_TEST_S3_ENDPOINT is not set: this test needs a real S3 server; {HOW_TO_START} (SeaweedFS, see ../shared/notes/s3.md)")
+    });
+    SharedS3 {
+        endpoint,
+        access_key: std::env::var("BACKSTOP_TEST_S3_ACCESS_KEY")
+            .unwrap_or_else(|_| "AKIDTEST".into()),
+        secret_key: std::env::var("BACKSTOP_TEST_S3_SECRET_KEY")
+            .unwrap_or_else(|_| "SECRETTEST".into()),
+    }
+}
+
+/// A binary of `examples/`, at the plain path `cargo build --examples` writes (scripts/test runs it).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/suite-<hash> -> target/<profile>/examples/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .expect("target layout");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A Postgres server of the test's own, for tests that restart it. Runs as the `postgres`
+/// user when the suite runs as root (Postgres refuses to run as root).
+pub struct PrivatePostgres {
+    pub url: String,
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    fn bin_dir() -> PathBuf {
+        let base = PathBuf::from("/usr/lib/postgresql");
+        let mut versions: Vec<PathBuf> = std::fs::read_dir(&base)
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {} : install Postgres (scripts/test does)",
+                    base.display()
+                )
+            })
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        versions.sort();
+        versions.pop().expect("a Postgres installation with initdb")
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let as_root = running_as_root();
+        let mut cmd = if as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        // pg_ctl leaves the server running with our stdio: capture nothing, or the call
+        // would wait for the server to close pipes it holds forever. The server logs to a file.
+        let status = cmd
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run Postgres tool");
+        assert!(
+            status.success(),
+            "{} {args:?} failed ({status}); server log: {}",
+            program.display(),
+            std::fs::read_to_string(format!("{}.log", self.data())).unwrap_or_default()
+        );
+    }
+
+    pub fn start() -> PrivatePostgres {
+        let dir = tempfile::Builder::new()
+            .prefix("bs-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if running_as_root() {
+            std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let pg = PrivatePostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin: Self::bin_dir(),
+            dir,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            pg.dir.path().display()
+        );
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-o",
+                &options,
+                "-l",
+                &format!("{data}.log"),
+                "-w",
+                "start",
+            ],
+        );
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Stops and starts the server (fast shutdown: open connections are cut).
+    pub fn restart(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "restart"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let program = self.bin.join("pg_ctl");
+        let mut cmd = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
