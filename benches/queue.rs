@@ -125,6 +125,11 @@ async fn baseline(admin: &str, workers: usize, n: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes `--bench`. Test runners (`cargo test --all-targets`, nextest's
+    // `--list`) start bench binaries too: a benchmark is not a test, so list nothing and exit.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
     let admin = std::env::var("BACKSTOP_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
