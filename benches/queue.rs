@@ -27,7 +27,9 @@ struct NoOp {
 #[async_trait]
 impl JobHandler for NoOp {
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
-        let waited = (Utc::now() - ctx.job().created_at).to_std().unwrap_or_default();
+        let waited = (Utc::now() - ctx.job().created_at)
+            .to_std()
+            .unwrap_or_default();
         self.pickup.lock().unwrap().push(waited);
         Ok(())
     }
@@ -36,16 +38,35 @@ impl JobHandler for NoOp {
 async fn fresh_database(admin: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(admin)
         .await
-        .unwrap_or_else(|e| panic!("Postgres not reachable at {admin}: {e}; start it (scripts/test does)"));
+        .unwrap_or_else(|e| {
+            panic!("Postgres not reachable at {admin}: {e}; start it (scripts/test does)")
+        });
     let name = format!("bs_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     format!("{base}/{name}")
 }
 
 async fn succeeded(store: &Store) -> u64 {
-    let filter = JobFilter { status: Some(JobStatus::Successful), ..JobFilter::default() };
-    store.list_jobs(&Visible::All, &filter, Page { current_page: 1, page_size: 1 }).await.unwrap().1
+    let filter = JobFilter {
+        status: Some(JobStatus::Successful),
+        ..JobFilter::default()
+    };
+    store
+        .list_jobs(
+            &Visible::All,
+            &filter,
+            Page {
+                current_page: 1,
+                page_size: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .1
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -58,13 +79,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn drain(admin: &str, workers: usize, n: usize) -> (f64, Duration, Duration) {
     let url = fresh_database(admin).await;
-    let store = Store::connect(&url, (workers as u32 + 4).max(8)).await.unwrap();
+    let store = Store::connect(&url, (workers as u32 + 4).max(8))
+        .await
+        .unwrap();
     let handler = NoOp::default();
     let mut config = Config::embedded_default().jobs;
     config.workers = workers;
-    let jobs = Jobs::new(store.clone(), Registry::new().register("NOOP", handler.clone()), config);
+    let jobs = Jobs::new(
+        store.clone(),
+        Registry::new().register("NOOP", handler.clone()),
+        config,
+    );
     for i in 0..n {
-        jobs.enqueue(&jobs.new_job("proj-bench", "NOOP", serde_json::json!({ "i": i }))).await.unwrap();
+        jobs.enqueue(&jobs.new_job("proj-bench", "NOOP", serde_json::json!({ "i": i })))
+            .await
+            .unwrap();
     }
     let stop = CancellationToken::new();
     let started = Instant::now();
@@ -78,7 +107,9 @@ async fn drain(admin: &str, workers: usize, n: usize) -> (f64, Duration, Duratio
     handler.pickup.lock().unwrap().clear();
     let singles = 200;
     for _ in 0..singles {
-        jobs.enqueue(&jobs.new_job("proj-bench", "NOOP", serde_json::json!({}))).await.unwrap();
+        jobs.enqueue(&jobs.new_job("proj-bench", "NOOP", serde_json::json!({})))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     while succeeded(&store).await < (n + singles) as u64 {
@@ -89,7 +120,11 @@ async fn drain(admin: &str, workers: usize, n: usize) -> (f64, Duration, Duratio
     let mut pickup = handler.pickup.lock().unwrap().clone();
     pickup.sort();
     store.close().await;
-    (n as f64 / elapsed.as_secs_f64(), percentile(&pickup, 0.5), percentile(&pickup, 0.99))
+    (
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&pickup, 0.5),
+        percentile(&pickup, 0.99),
+    )
 }
 
 /// The same rows with plain SQL: one INSERT each, then one UPDATE each from `workers`
@@ -98,7 +133,11 @@ async fn baseline(admin: &str, workers: usize, n: usize) -> f64 {
     let url = fresh_database(admin).await;
     let store = Store::connect(&url, 2).await.unwrap();
     store.close().await;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(workers as u32 + 1).connect(&url).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(workers as u32 + 1)
+        .connect(&url)
+        .await
+        .unwrap();
     let now = Utc::now();
     let ids: Vec<String> = (0..n).map(|i| format!("job-{i}")).collect();
     for id in &ids {
@@ -106,14 +145,21 @@ async fn baseline(admin: &str, workers: usize, n: usize) -> f64 {
             .bind(id).bind(now).execute(&pool).await.unwrap();
     }
     let started = Instant::now();
-    let chunks: Vec<Vec<String>> = ids.chunks(n.div_ceil(workers)).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<String>> = ids
+        .chunks(n.div_ceil(workers))
+        .map(|c| c.to_vec())
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             for id in chunk {
                 sqlx::query("UPDATE jobs SET status = 'SUCCESSFUL', updated_at = $2 WHERE id = $1")
-                    .bind(&id).bind(Utc::now()).execute(&pool).await.unwrap();
+                    .bind(&id)
+                    .bind(Utc::now())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -132,8 +178,16 @@ async fn main() {
     }
     let admin = std::env::var("BACKSTOP_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    println!("queue benchmark: {n} no-op jobs on Postgres, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1));
+    let n: usize = std::env::var("BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    println!(
+        "queue benchmark: {n} no-op jobs on Postgres, {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    );
     println!("| workers | queue jobs/s | baseline INSERT+UPDATE rows/s (UPDATE phase) | pickup p50 | pickup p99 |");
     println!("|---|---|---|---|---|");
     for workers in [1, 2, 4] {

@@ -42,6 +42,11 @@ backoff_base_ms = 1000
 backoff_max_ms = 300000
 shutdown_grace_ms = 20000
 
+[backup]
+copy_parallelism = 8
+describe_parallelism = 8
+flush_timeout_secs = 600
+
 [[regions]]
 id = "local"
 cloud_provider = "local"
@@ -59,6 +64,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub milvus: MilvusConfig,
     pub jobs: JobsConfig,
+    pub backup: BackupConfig,
     pub regions: Vec<RegionConfig>,
 }
 
@@ -117,6 +123,19 @@ pub struct JobsConfig {
     pub backoff_max_ms: u64,
     /// On shutdown, how long running jobs get to reach a step boundary.
     pub shutdown_grace_ms: u64,
+}
+
+/// How a backup job uses the cluster and the storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Binlog files copied at once by one backup job (across its collections and segments).
+    pub copy_parallelism: usize,
+    /// Milvus describe / list-segments calls in flight at once (keeps within Milvus's rate
+    /// limits on clusters with thousands of collections).
+    pub describe_parallelism: usize,
+    /// How long a backup waits for Milvus to persist the flushed segments.
+    pub flush_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +294,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server.rate_limit_per_second and server.rate_limit_burst must be at least 1"
                     .into(),
+            ));
+        }
+        if self.backup.copy_parallelism == 0 || self.backup.describe_parallelism == 0 {
+            return Err(ConfigError::Invalid(
+                "backup.copy_parallelism and backup.describe_parallelism must be at least 1".into(),
             ));
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! caller binds (tests bind port 0); `main.rs` only parses the command line.
 
 pub mod auth;
+pub mod backup;
 pub mod clusters;
 pub mod config;
 pub mod crypto;
@@ -55,14 +56,14 @@ impl Application {
     /// Connects the store (migrating it), syncs regions, and creates the first admin key when
     /// the database has never had one.
     pub async fn build(config: Config, listener: TcpListener) -> Result<Application, StartupError> {
-        Self::build_with(config, listener, default_registry()).await
+        Self::build_with(config, listener, Registry::new()).await
     }
 
-    /// `build` with the job handlers given (tests register their own).
+    /// `build` with extra job handlers beside the built-in ones (tests register their own).
     pub async fn build_with(
         config: Config,
         listener: TcpListener,
-        registry: Registry,
+        extra: Registry,
     ) -> Result<Application, StartupError> {
         let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
         let secrets = SecretBox::load_or_create(
@@ -74,7 +75,17 @@ impl Application {
         store.sync_regions(&region_rows, Utc::now()).await?;
         let bootstrap_key = bootstrap_admin_key(&store).await?;
         let metrics = Arc::new(Metrics::new());
-        let jobs = Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
+        let config = Arc::new(config);
+        let regions = Arc::new(regions);
+        let services = backup::Services {
+            store: store.clone(),
+            regions: regions.clone(),
+            secrets: secrets.clone(),
+            config: config.clone(),
+        };
+        let registry = backup::register(extra, &services);
+        let jobs =
+            Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
         let state = AppState {
             jobs,
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -82,10 +93,10 @@ impl Application {
                 config.server.rate_limit_per_second,
                 config.server.rate_limit_burst,
             )),
-            config: Arc::new(config),
+            config,
             store,
             secrets,
-            regions: Arc::new(regions),
+            regions,
             metrics,
         };
         Ok(Application {
@@ -150,11 +161,6 @@ impl Application {
         store.close().await;
         result
     }
-}
-
-/// The job handlers of this version (backup, restore, ... arrive with their issues).
-pub fn default_registry() -> Registry {
-    Registry::new()
 }
 
 async fn bootstrap_admin_key(store: &Store) -> Result<Option<String>, StartupError> {

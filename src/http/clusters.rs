@@ -244,7 +244,7 @@ async fn create_cluster(
 }
 
 /// Loads a cluster the key may act on, or answers 404 (also for other projects' clusters).
-async fn visible_cluster(
+pub(super) async fn visible_cluster(
     state: &AppState,
     principal: &crate::auth::Principal,
     cluster_id: &str,

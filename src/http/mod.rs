@@ -3,6 +3,7 @@
 //! `utoipa_axum::routes!`, so `/v2/openapi.json` lists exactly the routes that are served.
 
 mod api_keys;
+mod backups;
 mod clusters;
 mod extract;
 mod idempotency;
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(roles::router())
         .merge(regions::router())
         .merge(clusters::router())
+        .merge(backups::router())
         .merge(jobs::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);

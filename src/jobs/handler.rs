@@ -35,6 +35,15 @@ pub enum JobError {
     Stopped(#[from] Stop),
 }
 
+/// Why a job ended without its handler finishing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abandoned {
+    /// Canceled while PENDING.
+    Canceled,
+    /// Attempts exhausted by crashes; the reason the job ends with.
+    GaveUp(String),
+}
+
 /// A job type's code. Steps must be idempotent: after a crash the job runs again from its
 /// saved state and must not duplicate what an earlier attempt did.
 #[async_trait]
@@ -45,6 +54,11 @@ pub trait JobHandler: Send + Sync + 'static {
     fn cancellable(&self) -> bool {
         true
     }
+
+    /// The job ends without `run` being called again: its processes kept dying (attempts
+    /// exhausted) or it was canceled before it started. The handler undoes what earlier
+    /// attempts left behind. Errors are the handler's to log.
+    async fn abandoned(&self, _job: &Job, _why: &Abandoned) {}
 }
 
 /// Job types and their handlers.

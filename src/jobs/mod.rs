@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::retry_delay;
-pub use handler::{JobContext, JobError, JobHandler, Registry, Stop};
+pub use handler::{Abandoned, JobContext, JobError, JobHandler, Registry, Stop};
 
 use crate::config::JobsConfig;
 use crate::store::{NewJob, Store, StoreResult};
@@ -103,6 +103,13 @@ impl Jobs {
         self.wake.notify_one();
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    /// Wakes workers for a job committed by someone else's transaction (e.g. a backup row and
+    /// its job written together by the store).
+    pub fn enqueued(&self) {
+        self.wake.notify_one();
+        self.changed.notify_waiters();
     }
 
     /// Resolves at the next job change made by this process.

@@ -164,14 +164,6 @@ async fn attempt(
     interrupt: CancellationToken,
 ) -> Option<Outcome> {
     let config = &jobs.config;
-    if job.attempts > job.max_attempts {
-        return Some(Outcome::Failed {
-            reason: format!(
-                "gave up after {} attempts: the process running this job stopped each time",
-                job.max_attempts
-            ),
-        });
-    }
     let Some(handler) = jobs.registry.get(&job.job_type) else {
         return Some(Outcome::Failed {
             reason: format!(
@@ -180,6 +172,16 @@ async fn attempt(
             ),
         });
     };
+    if job.attempts > job.max_attempts {
+        let reason = format!(
+            "gave up after {} attempts: the process running this job stopped each time",
+            job.max_attempts
+        );
+        handler
+            .abandoned(&job, &super::Abandoned::GaveUp(reason.clone()))
+            .await;
+        return Some(Outcome::Failed { reason });
+    }
     let signals = Signals {
         interrupted: interrupt,
         ..Signals::default()

@@ -5,6 +5,8 @@
 //!
 //! Newer Milvus versions can be handled here without touching the callers.
 
+mod catalog;
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,6 +17,11 @@ use milvus::proto::milvus::{GetVersionRequest, ListDatabasesRequest, ShowCollect
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
+
+pub use catalog::{
+    is_excluded_property, CollectionDescription, FieldDescription, IndexDescription,
+    PartitionDescription, SegmentDescription,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MilvusError {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{conflict_or, Page, Pool, Store, StoreError, StoreResult, Visible};
+use super::{Page, Pool, Store, StoreError, StoreResult, Visible};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -215,32 +215,46 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
 }
 
+pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (id, project_id, job_type, status, cluster_id, backup_id, payload, attempts, max_attempts, \
+    run_after, progress, bytes_done, bytes_total, dedupe_key, created_at, updated_at) \
+    VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, 0, $7, $8, 0, 0, 0, $9, $10, $10)";
+
+/// Inserts `$job` within the transaction `$tx` (of either driver, so a backup row and its job
+/// commit together). On Postgres it also queues a NOTIFY, delivered at commit, that wakes the
+/// workers of every process.
+macro_rules! insert_job_in {
+    ($tx:expr, $job:expr, $now:expr, $postgres:expr) => {{
+        let job: &$crate::store::NewJob = $job;
+        sqlx::query($crate::store::jobs::INSERT_JOB)
+            .bind(&job.id)
+            .bind(&job.project_id)
+            .bind(&job.job_type)
+            .bind(&job.cluster_id)
+            .bind(&job.backup_id)
+            .bind(job.payload.to_string())
+            .bind(job.max_attempts)
+            .bind(job.run_after)
+            .bind(&job.dedupe_key)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await
+            .map_err($crate::store::conflict_or)?;
+        if $postgres {
+            sqlx::query("SELECT pg_notify('backstop_jobs', '')")
+                .execute(&mut *$tx)
+                .await
+                .map_err($crate::store::StoreError::from)?;
+        }
+    }};
+}
+pub(super) use insert_job_in;
+
 impl Store {
     pub async fn insert_job(&self, job: &NewJob, now: DateTime<Utc>) -> StoreResult<()> {
-        const SQL: &str = "INSERT INTO jobs (id, project_id, job_type, status, cluster_id, backup_id, payload, attempts, max_attempts, \
-                           run_after, progress, bytes_done, bytes_total, dedupe_key, created_at, updated_at) \
-                           VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, 0, $7, $8, 0, 0, 0, $9, $10, $10)";
-        let payload = job.payload.to_string();
+        let postgres = matches!(self.pool, Pool::Postgres(_));
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            sqlx::query(SQL)
-                .bind(&job.id)
-                .bind(&job.project_id)
-                .bind(&job.job_type)
-                .bind(&job.cluster_id)
-                .bind(&job.backup_id)
-                .bind(&payload)
-                .bind(job.max_attempts)
-                .bind(job.run_after)
-                .bind(&job.dedupe_key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_or)?;
-            if matches!(self.pool, Pool::Postgres(_)) {
-                // Delivered at commit: workers of every process wake for the new job.
-                sqlx::query("SELECT pg_notify('backstop_jobs', '')").execute(&mut *tx).await?;
-            }
+            insert_job_in!(&mut *tx, job, now, postgres);
             tx.commit().await?;
         });
         Ok(())

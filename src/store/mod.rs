@@ -17,12 +17,14 @@ macro_rules! on_pool {
     };
 }
 
+mod backups;
 mod idempotency;
 mod jobs;
 mod postgres;
 mod records;
 mod sqlite;
 
+pub use backups::{BackedUpCollection, Backup, BackupFilter, CreateBackupError, NewBackup};
 use chrono::{DateTime, Utc};
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use jobs::{Job, JobFilter, JobStatus, Lease, NewJob, Outcome, Progress};

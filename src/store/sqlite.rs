@@ -52,6 +52,10 @@ pub(super) fn unique_constraint_name(message: &str) -> String {
         "projects.id" => "projects_pkey",
         "clusters.id" => "clusters_pkey",
         "api_keys.id" => "api_keys_pkey",
+        "backups.id" => "backups_pkey",
+        "backups.cluster_id" => "backups_one_manual_creating",
+        "backups.cluster_id, backups.seq" => "backups_cluster_seq_key",
+        "backups.cluster_id, backups.name" => "backups_cluster_name_key",
         other => return other.to_owned(),
     }
     .to_owned()

@@ -584,9 +584,12 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
     let expected = [
         "DELETE /v2/apiKeys/{apiKeyId}",
         "DELETE /v2/clusters/{clusterId}",
+        "DELETE /v2/clusters/{clusterId}/backups/{backupId}",
         "GET /v2/apiKeys",
+        "GET /v2/backups",
         "GET /v2/clusters",
         "GET /v2/clusters/{clusterId}",
+        "GET /v2/clusters/{clusterId}/backups/{backupId}",
         "GET /v2/clusters/{clusterId}/collections",
         "GET /v2/jobs",
         "GET /v2/jobs/{jobId}",
@@ -596,6 +599,7 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
         "GET /v2/roles",
         "POST /v2/apiKeys",
         "POST /v2/clusters",
+        "POST /v2/clusters/{clusterId}/backups/create",
         "POST /v2/jobs/{jobId}/cancel",
         "POST /v2/projects",
         "POST /v2/roles",
@@ -606,7 +610,8 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
         let path = path
             .replace("{apiKeyId}", "key-x")
             .replace("{clusterId}", "in01-x")
-            .replace("{jobId}", "job-x");
+            .replace("{jobId}", "job-x")
+            .replace("{backupId}", "backup1_x");
         let (status, json) = app.call(method.parse().unwrap(), &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{op}: {json}");
     }

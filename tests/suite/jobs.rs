@@ -676,9 +676,19 @@ async fn event_stream_follows_progress_and_closes(backend: Backend) {
         "intermediate progress streamed: {progress:?}"
     );
     assert!(events.iter().any(|e| e["bytesTotal"] == 5000));
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains(r#"backstop_job_attempts_total{job_type="PROGRESSIVE",outcome="SUCCESSFUL"} 1"#),
+        metrics.contains(
+            r#"backstop_job_attempts_total{job_type="PROGRESSIVE",outcome="SUCCESSFUL"} 1"#
+        ),
         "{metrics}"
     );
 }

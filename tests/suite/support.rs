@@ -109,7 +109,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        Self::spawn_full(backend, tweak, backstop::default_registry()).await
+        Self::spawn_full(backend, tweak, backstop::jobs::Registry::new()).await
     }
 
     /// The service with the job handlers given (test job types).

@@ -1,9 +1,15 @@
 """Seeds test data into a real Milvus with pymilvus (run with the venv made by scripts/test).
 
     milvus_seed.py URI create-collection DB NAME [ROWS]
+    milvus_seed.py URI create-rich DB NAME ROWS
+    milvus_seed.py URI drop-collection DB NAME
 
-Creates database DB when missing, then collection NAME (int64 pk, float vector dim 8,
-dynamic field on) and inserts ROWS rows (default 0). Prints `ok` on success.
+create-collection: creates database DB when missing, then collection NAME (int64 pk, float
+vector dim 8, dynamic field on) and inserts ROWS rows (default 0).
+create-rich: the same shape with 2 shards, a VARCHAR field, partition `p1` beside `_default`,
+ROWS rows in each partition with a dynamic field `extra`, the first 3 rows of each partition
+deleted, an IVF_FLAT index, and the TTL and mmap properties set (a backup must leave them out).
+Prints `ok` on success.
 """
 import sys
 
@@ -33,12 +39,60 @@ def create_collection(uri, db_name, name, rows):
     print("ok")
 
 
+def connect(uri, db_name, alias="seed"):
+    connections.connect(alias=alias, uri=uri)
+    if db_name != "default" and db_name not in db.list_database(using=alias):
+        db.create_database(db_name, using=alias)
+    connections.disconnect(alias)
+    connections.connect(alias=alias, uri=uri, db_name=db_name)
+    return alias
+
+
+def create_rich(uri, db_name, name, rows):
+    alias = connect(uri, db_name)
+    if utility.has_collection(name, using=alias):
+        raise SystemExit(f"collection {db_name}.{name} already exists")
+    schema = CollectionSchema(
+        [
+            FieldSchema("id", DataType.INT64, is_primary=True),
+            FieldSchema("title", DataType.VARCHAR, max_length=64),
+            FieldSchema("vec", DataType.FLOAT_VECTOR, dim=8),
+        ],
+        description="rich test collection",
+        enable_dynamic_field=True,
+    )
+    collection = Collection(name, schema, using=alias, shards_num=2)
+    collection.create_partition("p1")
+    for offset, partition in ((0, "_default"), (rows, "p1")):
+        ids = list(range(offset, offset + rows))
+        collection.insert(
+            [{"id": i, "title": f"t{i}", "vec": [float(i % 7)] * 8, "extra": i * 10} for i in ids],
+            partition_name=partition,
+        )
+        collection.delete(f"id in {ids[:3]}")
+    collection.create_index("vec", {"index_type": "IVF_FLAT", "metric_type": "L2",
+                                    "params": {"nlist": 16}})
+    collection.set_properties({"collection.ttl.seconds": 86400})
+    collection.set_properties({"mmap.enabled": True})
+    print("ok")
+
+
+def drop_collection(uri, db_name, name):
+    alias = connect(uri, db_name)
+    utility.drop_collection(name, using=alias)
+    print("ok")
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
     uri, command, *args = argv[1:]
     if command == "create-collection":
         create_collection(uri, args[0], args[1], int(args[2]) if len(args) > 2 else 0)
+    elif command == "create-rich":
+        create_rich(uri, args[0], args[1], int(args[2]))
+    elif command == "drop-collection":
+        drop_collection(uri, args[0], args[1])
     else:
         raise SystemExit(f"unknown command {command}\n{__doc__}")
 

@@ -1,0 +1,636 @@
+//! The `BACKUP` job: describe → flush → list segments → copy binlogs → re-describe → meta →
+//! manifest → AVAILABLE (`design/architecture.md`, "Backup algorithm").
+//!
+//! Every step is idempotent: an attempt after a crash re-reads Milvus, skips the objects the
+//! job state says are already copied (and still there, whole), and writes meta and manifest
+//! again. Nothing is AVAILABLE before its manifest is written; a backup that fails for good or
+//! is canceled loses its objects and ends FAILED or CANCELED.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::copy::{Copied, Copier, CopyFailure};
+use super::manifest::{
+    Manifest, ManifestCollection, ManifestObject, ManifestSegment, FORMAT_VERSION,
+};
+use super::{delete_prefix, storage_error, Services};
+use crate::clusters;
+use crate::domain::backups::{BackupLayout, BackupStatus, BackupType};
+use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
+use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, SegmentDescription};
+use crate::objects::{self, DynObjectStore};
+use crate::store::{BackedUpCollection, Backup, Job, Progress, StoreError};
+
+pub struct BackupHandler {
+    pub(super) services: Services,
+}
+
+/// What survives a crash: the objects already copied.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedState {
+    copied: Copied,
+}
+
+/// `meta/<db>/<collection>.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionMeta {
+    #[serde(flatten)]
+    pub collection: CollectionDescription,
+    pub segments: Vec<ManifestSegment>,
+}
+
+/// One collection, copied and checked.
+struct CopiedCollection {
+    description: CollectionDescription,
+    segments: Vec<SegmentDescription>,
+    objects: Vec<ManifestObject>,
+}
+
+fn database_error(err: StoreError) -> JobError {
+    JobError::Retryable(format!("metadata database: {err}"))
+}
+
+fn milvus_error(context: &str, err: MilvusError) -> JobError {
+    JobError::Retryable(format!("{context}: {err}"))
+}
+
+#[async_trait]
+impl JobHandler for BackupHandler {
+    async fn abandoned(&self, job: &Job, why: &Abandoned) {
+        let Some(backup_id) = &job.backup_id else {
+            return;
+        };
+        let store = &self.services.store;
+        let backup = match store.get_backup(backup_id).await {
+            Ok(Some(backup)) if backup.status == BackupStatus::Creating => backup,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%backup_id, error = %e, "abandoned backup not ended; it stays CREATING");
+                return;
+            }
+        };
+        let (status, reason) = match why {
+            Abandoned::Canceled => (
+                BackupStatus::Canceled,
+                "canceled before it started".to_owned(),
+            ),
+            Abandoned::GaveUp(reason) => (BackupStatus::Failed, reason.clone()),
+        };
+        if let Ok(storage) = self.services.region_storage(&backup) {
+            let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+            if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
+                tracing::warn!(%backup_id, error = %e, "objects of an abandoned backup not removed");
+            }
+        }
+        if let Err(e) = store
+            .end_backup(backup_id, status, &reason, Utc::now())
+            .await
+        {
+            tracing::warn!(%backup_id, error = %e, "abandoned backup not ended; it stays CREATING");
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
+    async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
+        let backup_id = ctx
+            .job()
+            .backup_id
+            .clone()
+            .ok_or_else(|| JobError::Permanent("backup job without a backupId".to_owned()))?;
+        let Some(backup) = self
+            .services
+            .store
+            .get_backup(&backup_id)
+            .await
+            .map_err(database_error)?
+        else {
+            return Err(JobError::Permanent(format!(
+                "backup {backup_id} no longer exists"
+            )));
+        };
+        if backup.status != BackupStatus::Creating {
+            // An earlier attempt finished it (and crashed before recording the job's end).
+            return Ok(());
+        }
+        let storage = self.services.region_storage(&backup)?;
+        let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+        match self.make(&ctx, &backup, &storage, &layout).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.after_error(&ctx, &backup, &storage, &layout, err)
+                    .await
+            }
+        }
+    }
+}
+
+impl BackupHandler {
+    /// A canceled backup, or one that will not be tried again, loses its objects and ends
+    /// CANCELED or FAILED; otherwise the error goes back to the queue for a retry.
+    async fn after_error(
+        &self,
+        ctx: &JobContext,
+        backup: &Backup,
+        storage: &DynObjectStore,
+        layout: &BackupLayout,
+        err: JobError,
+    ) -> Result<(), JobError> {
+        let canceled = matches!(err, JobError::Stopped(Stop::Canceled))
+            || matches!(ctx.checkpoint(), Err(Stop::Canceled));
+        let last = match &err {
+            JobError::Permanent(_) => true,
+            JobError::Retryable(_) => ctx.job().attempts >= ctx.job().max_attempts,
+            JobError::Stopped(_) => false,
+        };
+        if !canceled && !last {
+            return Err(err);
+        }
+        if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
+            tracing::warn!(error = %e, "could not remove the objects of an unfinished backup");
+            return Err(storage_error(
+                "removing the objects of the unfinished backup",
+                e,
+            ));
+        }
+        let (status, reason) = if canceled {
+            (BackupStatus::Canceled, "canceled by request".to_owned())
+        } else {
+            (BackupStatus::Failed, err.to_string())
+        };
+        self.services
+            .store
+            .end_backup(&backup.id, status, &reason, Utc::now())
+            .await
+            .map_err(database_error)?;
+        tracing::info!(status = status.as_str(), %reason, "backup ended without data");
+        Err(err)
+    }
+
+    async fn make(
+        &self,
+        ctx: &JobContext,
+        backup: &Backup,
+        storage: &DynObjectStore,
+        layout: &BackupLayout,
+    ) -> Result<(), JobError> {
+        let services = &self.services;
+        let settings = &services.config.backup;
+        let cluster = services
+            .store
+            .get_cluster(&backup.cluster_id)
+            .await
+            .map_err(database_error)?
+            .ok_or_else(|| {
+                JobError::Permanent(format!(
+                    "cluster {} was deleted before its backup could run",
+                    backup.cluster_id
+                ))
+            })?;
+        let timeout = Duration::from_secs(services.config.milvus.request_timeout_secs);
+        let client = clusters::milvus_client(&cluster, &services.secrets, timeout)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let source = clusters::binlog_store(&cluster, &services.secrets)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+
+        step(ctx, 1, "describing collections").await?;
+        let milvus_version = client
+            .version()
+            .await
+            .map_err(|e| milvus_error("reaching the cluster", e))?;
+        let targets = targets(&client, backup).await?;
+        let described = describe_all(&client, &targets, settings.describe_parallelism).await?;
+        ctx.checkpoint()?;
+
+        step(ctx, 3, "flushing collections").await?;
+        let backup_time = Utc::now();
+        let flush_timeout = Duration::from_secs(settings.flush_timeout_secs);
+        let mut by_db: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for c in &described {
+            by_db
+                .entry(c.db_name.as_str())
+                .or_default()
+                .push(c.collection_name.clone());
+        }
+        for (db, names) in &by_db {
+            // Flush takes many collections of one database per call.
+            for chunk in names.chunks(100) {
+                client
+                    .flush_and_wait(db, chunk, flush_timeout)
+                    .await
+                    .map_err(|e| milvus_error(&format!("flushing database {db}"), e))?;
+                ctx.checkpoint()?;
+            }
+        }
+
+        step(ctx, 5, "copying binlogs").await?;
+        let saved: SavedState = ctx.saved_state().unwrap_or_default();
+        let copier = Copier {
+            ctx: ctx.clone(),
+            source,
+            dest: storage.clone(),
+            layout: layout.clone(),
+            slots: Arc::new(Semaphore::new(settings.copy_parallelism)),
+            parallelism: settings.copy_parallelism,
+            bytes_done: Arc::new(AtomicU64::new(0)),
+            bytes_total: Arc::new(AtomicU64::new(0)),
+            copied: Arc::new(Mutex::new(saved.copied)),
+        };
+        let reporting = CancellationToken::new();
+        let reporter = tokio::spawn(report_progress(copier.clone(), reporting.clone()));
+        let copied: Result<Vec<CopiedCollection>, JobError> = futures::stream::iter(described)
+            .map(|description| copy_collection(&client, &copier, description, flush_timeout))
+            .buffer_unordered(settings.describe_parallelism)
+            .try_collect()
+            .await;
+        reporting.cancel();
+        let _ = reporter.await;
+        let mut copied = copied?;
+        copied.sort_by(|a, b| {
+            (&a.description.db_name, &a.description.collection_name)
+                .cmp(&(&b.description.db_name, &b.description.collection_name))
+        });
+        ctx.checkpoint()?;
+
+        ctx.checkpoint()?;
+        ctx.progress(Progress {
+            percent: 96,
+            bytes_done: copier.bytes_done.load(Ordering::Relaxed) as i64,
+            bytes_total: copier.bytes_total.load(Ordering::Relaxed) as i64,
+            step: Some("writing manifest".to_owned()),
+        })
+        .await?;
+        let manifest = write_meta_and_manifest(
+            storage.as_ref(),
+            layout,
+            backup,
+            milvus_version,
+            backup_time,
+            &copied,
+        )
+        .await?;
+        let collections: Vec<BackedUpCollection> = manifest
+            .collections
+            .iter()
+            .zip(&copied)
+            .map(|(m, c)| BackedUpCollection {
+                db_name: m.db_name.clone(),
+                collection_name: m.collection_name.clone(),
+                description: c.description.description.clone(),
+                row_count: m.row_count,
+                size: m.size as i64,
+            })
+            .collect();
+        let completed = services
+            .store
+            .complete_backup(&backup.id, manifest.size as i64, &collections, Utc::now())
+            .await
+            .map_err(database_error)?;
+        if !completed {
+            return Err(JobError::Permanent(format!(
+                "backup {} left CREATING while it was being made",
+                backup.id
+            )));
+        }
+        tracing::info!(
+            size = manifest.size,
+            collections = collections.len(),
+            objects = manifest.objects.len(),
+            "backup available"
+        );
+        Ok(())
+    }
+}
+
+async fn step(ctx: &JobContext, percent: i32, name: &str) -> Result<(), Stop> {
+    ctx.checkpoint()?;
+    ctx.progress(Progress {
+        percent,
+        step: Some(name.to_owned()),
+        ..Progress::default()
+    })
+    .await
+}
+
+/// Reports bytes copied twice a second and saves what is copied every few seconds.
+async fn report_progress(copier: Copier, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        ticks += 1;
+        let done = copier.bytes_done.load(Ordering::Relaxed);
+        let total = copier.bytes_total.load(Ordering::Relaxed);
+        let percent = if total == 0 {
+            5
+        } else {
+            5 + ((done.min(total) as f64 / total as f64) * 90.0) as i32
+        };
+        let progress = Progress {
+            percent,
+            bytes_done: done as i64,
+            bytes_total: total as i64,
+            step: Some("copying binlogs".to_owned()),
+        };
+        if copier.ctx.progress(progress).await.is_err() {
+            break;
+        }
+        if ticks % 10 == 0 {
+            save_copied(&copier).await;
+        }
+    }
+    save_copied(&copier).await;
+}
+
+async fn save_copied(copier: &Copier) {
+    let copied = copier
+        .copied
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Err(e) = copier.ctx.save_state(&SavedState { copied }).await {
+        tracing::debug!(error = %e, "copy state not saved; a resumed attempt copies more again");
+    }
+}
+
+/// The collections the backup covers, checked to exist now.
+async fn targets(
+    client: &MilvusClient,
+    backup: &Backup,
+) -> Result<Vec<(String, String)>, JobError> {
+    let listing = |db: String| async move {
+        let names: Vec<String> = client
+            .list_collections(&db)
+            .await
+            .map_err(|e| milvus_error(&format!("listing collections of database {db}"), e))?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        Ok::<_, JobError>((db, names))
+    };
+    match backup.backup_type {
+        BackupType::Cluster => {
+            let databases = client
+                .list_databases()
+                .await
+                .map_err(|e| milvus_error("listing databases", e))?;
+            let listed = futures::future::try_join_all(databases.into_iter().map(listing)).await?;
+            Ok(listed
+                .into_iter()
+                .flat_map(|(db, names)| names.into_iter().map(move |n| (db.clone(), n)))
+                .collect())
+        }
+        BackupType::Collection => {
+            let databases = client
+                .list_databases()
+                .await
+                .map_err(|e| milvus_error("listing databases", e))?;
+            let mut targets = Vec::new();
+            for selected in &backup.selection {
+                if !databases.contains(&selected.db_name) {
+                    return Err(JobError::Permanent(format!(
+                        "database '{}' no longer exists in cluster {}",
+                        selected.db_name, backup.cluster_id
+                    )));
+                }
+                let (_, existing) = listing(selected.db_name.clone()).await?;
+                for name in &selected.collection_names {
+                    if !existing.contains(name) {
+                        return Err(JobError::Permanent(format!(
+                            "collection '{}.{name}' no longer exists in cluster {}",
+                            selected.db_name, backup.cluster_id
+                        )));
+                    }
+                    targets.push((selected.db_name.clone(), name.clone()));
+                }
+            }
+            Ok(targets)
+        }
+    }
+}
+
+/// Describes every target, `parallelism` calls at a time, with load state read once per
+/// database.
+async fn describe_all(
+    client: &MilvusClient,
+    targets: &[(String, String)],
+    parallelism: usize,
+) -> Result<Vec<CollectionDescription>, JobError> {
+    let databases: BTreeSet<&str> = targets.iter().map(|(db, _)| db.as_str()).collect();
+    let mut loaded: HashMap<String, HashMap<String, i64>> = HashMap::new();
+    for db in databases {
+        let in_memory = client
+            .loaded_collections(db)
+            .await
+            .map_err(|e| milvus_error(&format!("reading load state of database {db}"), e))?;
+        loaded.insert(db.to_owned(), in_memory);
+    }
+    let loaded = &loaded;
+    futures::stream::iter(targets.iter().cloned())
+        .map(|(db, name)| async move {
+            let mut description = client
+                .describe_collection(&db, &name)
+                .await
+                .map_err(|e| milvus_error(&format!("describing collection {db}.{name}"), e))?;
+            description.loaded = loaded.get(&db).is_some_and(|l| l.contains_key(&name));
+            Ok(description)
+        })
+        .buffered(parallelism)
+        .try_collect()
+        .await
+}
+
+/// Copies one collection's binlogs and checks that the collection did not change meanwhile.
+/// Files that vanish (compaction) make the segment list be read again once; a collection
+/// recreated or altered during the copy is backed up again once; a dropped one fails the job.
+async fn copy_collection(
+    client: &MilvusClient,
+    copier: &Copier,
+    mut description: CollectionDescription,
+    flush_timeout: Duration,
+) -> Result<CopiedCollection, JobError> {
+    let db = description.db_name.clone();
+    let name = description.collection_name.clone();
+    let mut again = false;
+    loop {
+        let (segments, objects) = copy_segments(client, copier, &description).await?;
+        let now = match client.describe_collection(&db, &name).await {
+            Ok(now) => now,
+            Err(e) => {
+                let still_there = client
+                    .list_collections(&db)
+                    .await
+                    .map_err(|e| milvus_error(&format!("listing collections of {db}"), e))?
+                    .iter()
+                    .any(|c| c.name == name);
+                if still_there {
+                    return Err(milvus_error(
+                        &format!("describing collection {db}.{name}"),
+                        e,
+                    ));
+                }
+                return Err(JobError::Permanent(format!(
+                    "collection {db}.{name} was dropped while it was being backed up; \
+                     create the backup again without it"
+                )));
+            }
+        };
+        if now.same_collection_as(&description) {
+            return Ok(CopiedCollection {
+                description,
+                segments,
+                objects,
+            });
+        }
+        if again {
+            return Err(JobError::Permanent(format!(
+                "collection {db}.{name} changed (recreated or altered) while it was being backed \
+                 up, twice; back it up when it is not being changed"
+            )));
+        }
+        tracing::warn!(collection = %format!("{db}.{name}"), "collection changed during the copy; backing it up again");
+        again = true;
+        let loaded = description.loaded;
+        description = now;
+        description.loaded = loaded;
+        client
+            .flush_and_wait(&db, std::slice::from_ref(&name), flush_timeout)
+            .await
+            .map_err(|e| milvus_error(&format!("flushing {db}.{name}"), e))?;
+    }
+}
+
+async fn copy_segments(
+    client: &MilvusClient,
+    copier: &Copier,
+    description: &CollectionDescription,
+) -> Result<(Vec<SegmentDescription>, Vec<ManifestObject>), JobError> {
+    let (db, name) = (&description.db_name, &description.collection_name);
+    let mut relisted = false;
+    loop {
+        let segments = client
+            .persistent_segments(db, name)
+            .await
+            .map_err(|e| milvus_error(&format!("listing segments of {db}.{name}"), e))?;
+        let files = copier
+            .list_files(description.collection_id, &segments)
+            .await
+            .map_err(|e| storage_error(&format!("listing binlogs of {db}.{name}"), e))?;
+        match copier.copy_files(&files).await {
+            Ok(objects) => return Ok((segments, objects)),
+            Err(CopyFailure::Vanished(key)) if !relisted => {
+                tracing::info!(%key, "a binlog vanished during the copy (compaction); listing segments again");
+                relisted = true;
+            }
+            Err(CopyFailure::Vanished(key)) => {
+                return Err(JobError::Retryable(format!(
+                    "binlogs of {db}.{name} kept vanishing during the copy (last: {key}); \
+                     Milvus is compacting it, the backup will be tried again"
+                )))
+            }
+            Err(CopyFailure::Storage(e)) => {
+                return Err(storage_error(&format!("copying binlogs of {db}.{name}"), e))
+            }
+            Err(CopyFailure::Stopped(stop)) => return Err(stop.into()),
+        }
+    }
+}
+
+/// Writes each collection's meta, removes binlogs that no segment of the backup names (left
+/// by compaction or a recreated collection), and writes the manifest last.
+async fn write_meta_and_manifest(
+    storage: &dyn objects::ObjectStore,
+    layout: &BackupLayout,
+    backup: &Backup,
+    milvus_version: String,
+    backup_time: chrono::DateTime<Utc>,
+    copied: &[CopiedCollection],
+) -> Result<Manifest, JobError> {
+    let mut objects_list = Vec::new();
+    let mut collections = Vec::new();
+    for c in copied {
+        let segments: Vec<ManifestSegment> = c
+            .segments
+            .iter()
+            .map(|s| ManifestSegment {
+                segment_id: s.segment_id,
+                partition_id: s.partition_id,
+                num_rows: s.num_rows,
+            })
+            .collect();
+        let meta = CollectionMeta {
+            collection: c.description.clone(),
+            segments: segments.clone(),
+        };
+        let meta_key = layout.meta(&c.description.db_name, &c.description.collection_name);
+        let body = Bytes::from(serde_json::to_vec_pretty(&meta).expect("meta serializes"));
+        let written = objects::put_bytes(storage, &meta_key, body)
+            .await
+            .map_err(|e| storage_error("writing collection meta", e))?;
+        objects_list.push(ManifestObject {
+            key: meta_key.clone(),
+            size: written.size,
+            checksum: written.checksum,
+        });
+        objects_list.extend(c.objects.iter().cloned());
+        collections.push(ManifestCollection {
+            db_name: c.description.db_name.clone(),
+            collection_name: c.description.collection_name.clone(),
+            collection_id: c.description.collection_id,
+            meta_key,
+            row_count: c.segments.iter().map(|s| s.num_rows).sum(),
+            size: c.objects.iter().map(|o| o.size).sum(),
+            segments,
+        });
+    }
+    objects_list.sort_by(|a, b| a.key.cmp(&b.key));
+
+    let kept: BTreeSet<&str> = objects_list.iter().map(|o| o.key.as_str()).collect();
+    let binlogs = format!("{}binlogs/", layout.prefix());
+    let stray: Vec<String> = objects::list_all(storage, &binlogs)
+        .await
+        .map_err(|e| storage_error("listing the backup's binlogs", e))?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|key| !kept.contains(key.as_str()))
+        .collect();
+    for chunk in stray.chunks(1000) {
+        storage
+            .delete_many(chunk)
+            .await
+            .map_err(|e| storage_error("removing binlogs of superseded segments", e))?;
+    }
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        backup_id: backup.id.clone(),
+        backup_name: backup.name.clone(),
+        project_id: backup.project_id.clone(),
+        cluster_id: backup.cluster_id.clone(),
+        cluster_name: backup.cluster_name.clone(),
+        region_id: backup.region_id.clone(),
+        backup_type: backup.backup_type.as_str().to_owned(),
+        milvus_version,
+        backup_time,
+        size: objects_list.iter().map(|o| o.size).sum(),
+        collections,
+        objects: objects_list,
+    };
+    objects::put_bytes(storage, &layout.manifest(), Bytes::from(manifest.to_json()))
+        .await
+        .map_err(|e| storage_error("writing the manifest", e))?;
+    Ok(manifest)
+}

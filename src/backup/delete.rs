@@ -1,0 +1,66 @@
+//! The `DELETE_BACKUP` job: removes every object of a DELETING backup, then its row. Safe to
+//! run again after a crash: deleting what is already gone is not an error.
+
+use async_trait::async_trait;
+
+use super::{delete_prefix, storage_error, Services};
+use crate::domain::backups::{BackupLayout, BackupStatus};
+use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::store::Progress;
+
+pub struct DeleteBackupHandler {
+    pub(super) services: Services,
+}
+
+#[async_trait]
+impl JobHandler for DeleteBackupHandler {
+    #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
+    async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
+        let store = &self.services.store;
+        let Some(backup_id) = ctx.job().backup_id.clone() else {
+            return Err(JobError::Permanent(
+                "delete job without a backupId".to_owned(),
+            ));
+        };
+        let backup = store
+            .get_backup(&backup_id)
+            .await
+            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        let Some(backup) = backup else {
+            return Ok(()); // an earlier attempt finished
+        };
+        if backup.status != BackupStatus::Deleting {
+            return Err(JobError::Permanent(format!(
+                "backup {backup_id} is {}, not DELETING",
+                backup.status.as_str()
+            )));
+        }
+        ctx.progress(Progress {
+            percent: 10,
+            step: Some("deleting objects".to_owned()),
+            ..Progress::default()
+        })
+        .await?;
+        let storage = self.services.region_storage(&backup)?;
+        let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+        // The manifest first: whatever a crash leaves behind is then no backup, only garbage.
+        storage
+            .delete_many(&[layout.manifest()])
+            .await
+            .map_err(|e| storage_error("deleting the backup's manifest", e))?;
+        let deleted = delete_prefix(storage.as_ref(), layout.prefix())
+            .await
+            .map_err(|e| storage_error("deleting the backup's objects", e))?;
+        store
+            .delete_backup_row(&backup.id)
+            .await
+            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        tracing::info!(objects = deleted, "backup deleted");
+        Ok(())
+    }
+
+    /// Half-deleted backups cannot be restored; a delete runs to its end.
+    fn cancellable(&self) -> bool {
+        false
+    }
+}

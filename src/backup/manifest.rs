@@ -1,0 +1,74 @@
+//! `manifest.json`: the commit point of a backup. It is written last; a backup without one is
+//! not AVAILABLE. It names every object by key with size and checksum, so a verify or a
+//! restore can check each byte, and a later (incremental) backup may point at objects of an
+//! earlier one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::objects::Checksum;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub backup_id: String,
+    pub backup_name: String,
+    pub project_id: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub region_id: String,
+    pub backup_type: String,
+    pub milvus_version: String,
+    /// When the data was flushed: the backup holds what Milvus had persisted then.
+    pub backup_time: DateTime<Utc>,
+    pub collections: Vec<ManifestCollection>,
+    /// Every object of the backup but the manifest itself, in key order.
+    pub objects: Vec<ManifestObject>,
+    /// Sum of the objects' sizes.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestCollection {
+    pub db_name: String,
+    pub collection_name: String,
+    pub collection_id: i64,
+    /// Key of the collection's meta file (schema, partitions, indexes, load state).
+    pub meta_key: String,
+    /// Rows in the copied segments (before deletes in the delta logs are applied).
+    pub row_count: i64,
+    /// Bytes of the collection's binlogs.
+    pub size: u64,
+    pub segments: Vec<ManifestSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestSegment {
+    pub segment_id: i64,
+    pub partition_id: i64,
+    pub num_rows: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestObject {
+    pub key: String,
+    pub size: u64,
+    /// CRC32C, base64 of the big-endian value (as S3's `x-amz-checksum-crc32c`).
+    pub checksum: Checksum,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("manifest serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,86 @@
+//! The backup job handlers: `BACKUP` copies a cluster's binlogs into its region's storage and
+//! writes meta and manifest; `DELETE_BACKUP` removes a backup's objects and then its row.
+
+mod copy;
+mod create;
+mod delete;
+pub mod manifest;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::domain::backups::{BACKUP_JOB, DELETE_BACKUP_JOB};
+use crate::jobs::{JobError, Registry};
+use crate::objects::{self, DynObjectStore, ObjectError};
+use crate::regions::Regions;
+use crate::store::{Backup, Store};
+
+pub use create::BackupHandler;
+pub use delete::DeleteBackupHandler;
+
+/// What the backup handlers reach: the store, the regions' storage, the key that opens
+/// cluster credentials, and the configuration.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub store: Store,
+    pub regions: Arc<Regions>,
+    pub secrets: SecretBox,
+    pub config: Arc<Config>,
+}
+
+/// Adds the backup job types to `registry`.
+pub fn register(registry: Registry, services: &Services) -> Registry {
+    registry
+        .register(
+            BACKUP_JOB,
+            BackupHandler {
+                services: services.clone(),
+            },
+        )
+        .register(
+            DELETE_BACKUP_JOB,
+            DeleteBackupHandler {
+                services: services.clone(),
+            },
+        )
+}
+
+impl Services {
+    /// The storage of the backup's region. A region removed from the configuration while
+    /// backups still live there is an operator's error: the job says so and does not retry.
+    fn region_storage(&self, backup: &Backup) -> Result<DynObjectStore, JobError> {
+        self.regions
+            .get(&backup.region_id)
+            .map(|region| region.storage.clone())
+            .ok_or_else(|| {
+                JobError::Permanent(format!(
+                    "region '{}' of backup {} is not configured any more; add it back to the \
+                     configuration to reach the backup's objects",
+                    backup.region_id, backup.id
+                ))
+            })
+    }
+}
+
+/// Deletes every object whose key starts with `prefix`, a thousand per request.
+pub async fn delete_prefix(
+    storage: &dyn objects::ObjectStore,
+    prefix: &str,
+) -> Result<u64, ObjectError> {
+    let mut deleted = 0;
+    loop {
+        let page = storage.list(prefix, None, 1000).await?;
+        if page.objects.is_empty() {
+            return Ok(deleted);
+        }
+        let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
+        deleted += keys.len() as u64;
+        storage.delete_many(&keys).await?;
+    }
+}
+
+/// Object storage failures are worth another attempt; the message names the operation.
+fn storage_error(context: &str, err: ObjectError) -> JobError {
+    JobError::Retryable(format!("{context}: {err}"))
+}

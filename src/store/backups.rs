@@ -1,0 +1,373 @@
+//! Backup rows. A backup and the job that makes it are written in one transaction, so a
+//! backup never exists without its job nor a job without its backup.
+
+use chrono::{DateTime, Utc};
+
+use super::jobs::{insert_job_in, NewJob};
+use super::{conflict_or, from_json, Page, Pool, Store, StoreError, StoreResult, Visible};
+use crate::domain::backups::{BackupStatus, BackupType, CreationMethod, DbCollections};
+
+/// Per collection, what an AVAILABLE backup holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpCollection {
+    pub db_name: String,
+    pub collection_name: String,
+    pub description: String,
+    pub row_count: i64,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    pub id: String,
+    pub project_id: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub region_id: String,
+    pub name: String,
+    pub seq: i64,
+    pub backup_type: BackupType,
+    pub creation_method: CreationMethod,
+    pub status: BackupStatus,
+    pub selection: Vec<DbCollections>,
+    pub collections: Vec<BackedUpCollection>,
+    pub size: i64,
+    pub job_id: Option<String>,
+    pub reason: Option<String>,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BackupRow {
+    id: String,
+    project_id: String,
+    cluster_id: String,
+    cluster_name: String,
+    region_id: String,
+    name: String,
+    seq: i64,
+    backup_type: String,
+    creation_method: String,
+    status: String,
+    selection: String,
+    collections: Option<String>,
+    size: i64,
+    job_id: Option<String>,
+    reason: Option<String>,
+    expire_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+const BACKUP_COLUMNS: &str = "id, project_id, cluster_id, cluster_name, region_id, name, seq, backup_type, \
+    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at";
+
+impl TryFrom<BackupRow> for Backup {
+    type Error = StoreError;
+    fn try_from(r: BackupRow) -> StoreResult<Backup> {
+        Ok(Backup {
+            backup_type: r.backup_type.parse().map_err(StoreError::Corrupt)?,
+            creation_method: r.creation_method.parse().map_err(StoreError::Corrupt)?,
+            status: r.status.parse().map_err(StoreError::Corrupt)?,
+            selection: from_json("backups.selection", &r.selection)?,
+            collections: r
+                .collections
+                .as_deref()
+                .map(|text| from_json("backups.collections", text))
+                .transpose()?
+                .unwrap_or_default(),
+            id: r.id,
+            project_id: r.project_id,
+            cluster_id: r.cluster_id,
+            cluster_name: r.cluster_name,
+            region_id: r.region_id,
+            name: r.name,
+            seq: r.seq,
+            size: r.size,
+            job_id: r.job_id,
+            reason: r.reason,
+            expire_at: r.expire_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+/// A backup to record; `id` and `name` are made from the sequence number the store picks.
+#[derive(Debug, Clone)]
+pub struct NewBackup {
+    pub project_id: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub region_id: String,
+    /// `None`: the default `<clusterName>_backup<N>`.
+    pub name: Option<String>,
+    pub backup_type: BackupType,
+    pub creation_method: CreationMethod,
+    pub selection: Vec<DbCollections>,
+    pub expire_at: Option<DateTime<Utc>>,
+}
+
+/// Why a backup could not be recorded, in terms of the task rules.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateBackupError {
+    #[error("a manual backup of this cluster is already pending or running")]
+    ManualRunning,
+    #[error("an automatic backup of this cluster is pending or running")]
+    AutoRunning,
+    #[error("backup name '{0}' is already used in this cluster")]
+    NameTaken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupFilter {
+    pub project_id: Option<String>,
+    pub cluster_id: Option<String>,
+    pub creation_method: Option<CreationMethod>,
+    pub backup_type: Option<BackupType>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Records a backup in CREATING and the job that makes it, in one transaction. `job` gets
+    /// the backup's id. Enforces the task rules: one manual backup at a time per cluster (by
+    /// a unique index, safe across replicas), none while an automatic one is pending or running.
+    pub async fn create_backup(
+        &self,
+        backup: &NewBackup,
+        job: &mut NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Backup, CreateBackupError> {
+        // Two creators may pick the same sequence number; the loser tries the next one.
+        for _ in 0..5 {
+            match self.try_create_backup(backup, job, now).await {
+                Err(CreateBackupError::Store(StoreError::Conflict(name)))
+                    if name == "backups_cluster_seq_key" =>
+                {
+                    continue
+                }
+                Err(CreateBackupError::Store(StoreError::Conflict(name))) => {
+                    return Err(match name.as_str() {
+                        "backups_one_manual_creating" => CreateBackupError::ManualRunning,
+                        "backups_cluster_name_key" => {
+                            CreateBackupError::NameTaken(backup.name.clone().unwrap_or_default())
+                        }
+                        _ => StoreError::Conflict(name).into(),
+                    })
+                }
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict("backups_cluster_seq_key".to_owned()).into())
+    }
+
+    async fn try_create_backup(
+        &self,
+        backup: &NewBackup,
+        job: &mut NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Backup, CreateBackupError> {
+        const NEXT_SEQ: &str =
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM backups WHERE cluster_id = $1";
+        const AUTO_RUNNING: &str = "SELECT COUNT(*) FROM backups WHERE cluster_id = $1 \
+                                    AND creation_method = 'AUTO' AND status = 'CREATING'";
+        let insert = format!(
+            "INSERT INTO backups ({BACKUP_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL) \
+             RETURNING {BACKUP_COLUMNS}"
+        );
+        let selection = serde_json::to_string(&backup.selection).expect("selection serializes");
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        let row: BackupRow = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await.map_err(StoreError::from)?;
+            let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
+                .bind(&backup.cluster_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            if backup.creation_method == CreationMethod::Manual {
+                let auto: i64 = sqlx::query_scalar(AUTO_RUNNING)
+                    .bind(&backup.cluster_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                if auto > 0 {
+                    return Err(CreateBackupError::AutoRunning);
+                }
+            }
+            let id = crate::domain::ids::new_backup_id(seq as u64);
+            let name = backup.name.clone().unwrap_or_else(|| {
+                crate::domain::backups::default_backup_name(&backup.cluster_name, seq)
+            });
+            job.backup_id = Some(id.clone());
+            let row = sqlx::query_as(&insert)
+                .bind(&id)
+                .bind(&backup.project_id)
+                .bind(&backup.cluster_id)
+                .bind(&backup.cluster_name)
+                .bind(&backup.region_id)
+                .bind(&name)
+                .bind(seq)
+                .bind(backup.backup_type.as_str())
+                .bind(backup.creation_method.as_str())
+                .bind(&selection)
+                .bind(&job.id)
+                .bind(backup.expire_at)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict_or)?;
+            insert_job_in!(&mut *tx, &*job, now, postgres);
+            tx.commit().await.map_err(StoreError::from)?;
+            row
+        });
+        Ok(Backup::try_from(row)?)
+    }
+
+    pub async fn get_backup(&self, id: &str) -> StoreResult<Option<Backup>> {
+        let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1");
+        let row: Option<BackupRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        row.map(Backup::try_from).transpose()
+    }
+
+    /// Backups newest first.
+    pub async fn list_backups(
+        &self,
+        visible: &Visible,
+        filter: &BackupFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<Backup>, u64)> {
+        const FILTER: &str = "($1 IS NULL OR project_id IN (SELECT value FROM json_array_elements_text(CAST($1 AS json)))) \
+             AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR cluster_id = $3) \
+             AND ($4 IS NULL OR creation_method = $4) AND ($5 IS NULL OR backup_type = $5) \
+             AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at <= $7)";
+        let filter_sql = self.adapt_json_filter(FILTER);
+        let list = format!(
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE {filter_sql} ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9"
+        );
+        let count = format!("SELECT COUNT(*) FROM backups WHERE {filter_sql}");
+        let ids = visible.as_json();
+        let method = filter.creation_method.map(CreationMethod::as_str);
+        let kind = filter.backup_type.map(BackupType::as_str);
+        let (rows, total): (Vec<BackupRow>, i64) = on_pool!(&self.pool, p => (
+            sqlx::query_as(&list)
+                .bind(&ids)
+                .bind(&filter.project_id)
+                .bind(&filter.cluster_id)
+                .bind(method)
+                .bind(kind)
+                .bind(filter.created_from)
+                .bind(filter.created_to)
+                .bind(page.limit())
+                .bind(page.offset())
+                .fetch_all(p)
+                .await?,
+            sqlx::query_scalar(&count)
+                .bind(&ids)
+                .bind(&filter.project_id)
+                .bind(&filter.cluster_id)
+                .bind(method)
+                .bind(kind)
+                .bind(filter.created_from)
+                .bind(filter.created_to)
+                .fetch_one(p)
+                .await?,
+        ));
+        let backups = rows
+            .into_iter()
+            .map(Backup::try_from)
+            .collect::<StoreResult<_>>()?;
+        Ok((backups, total as u64))
+    }
+
+    /// Marks a CREATING backup AVAILABLE with what it holds. False when it is no longer
+    /// CREATING (e.g. deleted meanwhile).
+    pub async fn complete_backup(
+        &self,
+        id: &str,
+        size: i64,
+        collections: &[BackedUpCollection],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE backups SET status = 'AVAILABLE', size = $2, collections = $3, \
+                           reason = NULL, finished_at = $4, updated_at = $4 WHERE id = $1 AND status = 'CREATING'";
+        let text = serde_json::to_string(collections).expect("collections serialize");
+        let done = on_pool!(&self.pool, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(size)
+            .bind(&text)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Ends a CREATING backup as FAILED or CANCELED (its objects already removed).
+    pub async fn end_backup(
+        &self,
+        id: &str,
+        status: BackupStatus,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE backups SET status = $2, reason = $3, size = 0, finished_at = $4, updated_at = $4 \
+                           WHERE id = $1 AND status = 'CREATING'";
+        let done = on_pool!(&self.pool, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Marks a finished backup DELETING and enqueues its delete job, in one transaction.
+    /// False when the backup is CREATING or already DELETING.
+    pub async fn start_backup_deletion(
+        &self,
+        id: &str,
+        job: &NewJob,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE backups SET status = 'DELETING', job_id = $2, updated_at = $3 \
+                           WHERE id = $1 AND status IN ('AVAILABLE', 'FAILED', 'CANCELED')";
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(SQL)
+                .bind(id)
+                .bind(&job.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Ok(false);
+            }
+            insert_job_in!(&mut *tx, job, now, postgres);
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    /// Removes the row of a backup whose objects are gone.
+    pub async fn delete_backup_row(&self, id: &str) -> StoreResult<bool> {
+        const SQL: &str = "DELETE FROM backups WHERE id = $1 AND status = 'DELETING'";
+        let done =
+            on_pool!(&self.pool, p => sqlx::query(SQL).bind(id).execute(p).await?.rows_affected());
+        Ok(done == 1)
+    }
+}

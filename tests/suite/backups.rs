@@ -1,0 +1,500 @@
+//! Backups of a real Milvus: the shared instance (collections of their own per test) and the
+//! regions' real storage (a local directory, the shared SeaweedFS).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use backstop::backup::manifest::Manifest;
+use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
+use backstop::objects::{self, LocalStore, ObjectStore, S3Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::support::{seed, shared_milvus, shared_s3, unique, Backend, TestApp};
+
+/// Polls the job until it is final; panics with its last state after two minutes.
+pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = app
+            .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
+            .await;
+        if matches!(
+            job["status"].as_str(),
+            Some("SUCCESSFUL" | "FAILED" | "CANCELED")
+        ) {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job {job_id} not final after 120 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn region_dir(app: &TestApp) -> PathBuf {
+    app.db.dir.path().join("data/regions/local")
+}
+
+/// Files under `root/prefix` with their sizes, keyed relative to `root`.
+fn files_under(root: &Path, prefix: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.join(prefix)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let key = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(key, entry.metadata().unwrap().len());
+            }
+        }
+    }
+    out
+}
+
+async fn create_backup(app: &TestApp, cluster: &str, body: Value) -> (String, String) {
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(body),
+        )
+        .await;
+    (
+        created["backupId"].as_str().unwrap().to_owned(),
+        created["jobId"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Every object the manifest lists exists with its size and checksum.
+async fn verify_manifest(store: &dyn ObjectStore, manifest: &Manifest) {
+    assert!(!manifest.objects.is_empty());
+    for object in &manifest.objects {
+        let written = objects::verify(store, &object.key, object.checksum)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", object.key));
+        assert_eq!(written.size, object.size, "{}", object.key);
+    }
+}
+
+async fn collection_backup_copies_binlogs_meta_and_manifest(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let (rich, plain) = (unique("rich"), unique("plain"));
+    seed(&milvus.uri, &["create-rich", &db, &rich, "40"]).await;
+    seed(&milvus.uri, &["create-collection", &db, &plain, "25"]).await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+
+    let (backup_id, job_id) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "COLLECTION",
+               "dbCollections": [{"dbName": db, "collectionNames": [rich, plain]}]}),
+    )
+    .await;
+    assert!(backup_id.starts_with("backup1_"), "{backup_id}");
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    assert_eq!(job["progress"], 100, "{job}");
+    assert!(job["bytesDone"].as_i64().unwrap() > 0, "{job}");
+
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(described["status"], "AVAILABLE", "{described}");
+    assert_eq!(described["backupName"], "prod_backup1", "{described}");
+    assert_eq!(described["creationMethod"], "MANUAL");
+    assert_eq!(described["backupType"], "COLLECTION");
+    let collections = described["dbCollections"][0]["collections"]
+        .as_array()
+        .unwrap();
+    assert_eq!(described["dbCollections"][0]["dbName"], db.as_str());
+    let rows: BTreeMap<&str, i64> = collections
+        .iter()
+        .map(|c| {
+            (
+                c["collectionName"].as_str().unwrap(),
+                c["rowCount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Rows in the copied segments: deletes live in the delta logs beside them.
+    assert_eq!(rows[rich.as_str()], 80, "{described}");
+    assert_eq!(rows[plain.as_str()], 25, "{described}");
+
+    // The manifest: every object verifies, and the binlogs are exactly Milvus's files of
+    // those collections (count and bytes).
+    let region = LocalStore::new(region_dir(&app));
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    let manifest = Manifest::from_json(
+        &objects::get_bytes(&region, &format!("{prefix}manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    verify_manifest(&region, &manifest).await;
+    assert_eq!(manifest.size as i64, described["size"].as_i64().unwrap());
+    let milvus_root = Path::new(&milvus.storage);
+    for collection in &manifest.collections {
+        let id = collection.collection_id;
+        let mut in_milvus = files_under(milvus_root, &format!("insert_log/{id}"));
+        in_milvus.extend(files_under(milvus_root, &format!("delta_log/{id}")));
+        let in_backup: BTreeMap<String, u64> = manifest
+            .objects
+            .iter()
+            .filter_map(|o| {
+                let key = o.key.strip_prefix(&format!("{prefix}binlogs/"))?;
+                let id_part = key.split('/').nth(1)?;
+                (id_part == id.to_string()).then(|| (key.to_owned(), o.size))
+            })
+            .collect();
+        assert!(!in_milvus.is_empty());
+        assert_eq!(
+            in_backup, in_milvus,
+            "binlogs of {}",
+            collection.collection_name
+        );
+    }
+    let rich_entry = manifest
+        .collections
+        .iter()
+        .find(|c| c.collection_name == rich)
+        .unwrap();
+    assert!(
+        manifest.objects.iter().any(|o| o
+            .key
+            .contains(&format!("binlogs/delta_log/{}/", rich_entry.collection_id))),
+        "the deletes' delta logs are in the backup"
+    );
+
+    // Meta: schema with field ids, dynamic field, partitions, shards, index; no TTL, no mmap.
+    let meta: Value = serde_json::from_slice(
+        &objects::get_bytes(&region, &rich_entry.meta_key)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["shardsNum"], 2, "{meta}");
+    assert_eq!(meta["enableDynamicField"], true, "{meta}");
+    assert_eq!(meta["description"], "rich test collection");
+    let fields: Vec<(&str, i64)> = meta["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["fieldId"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![("id", 100), ("title", 101), ("vec", 102)],
+        "{meta}"
+    );
+    assert_eq!(meta["fields"][2]["typeParams"]["dim"], "8", "{meta}");
+    let partitions: Vec<&str> = meta["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(partitions, vec!["_default", "p1"], "{meta}");
+    assert_eq!(meta["indexes"][0]["fieldName"], "vec", "{meta}");
+    assert_eq!(
+        meta["indexes"][0]["params"]["index_type"], "IVF_FLAT",
+        "{meta}"
+    );
+    let text = meta.to_string();
+    assert!(!text.contains("collection.ttl.seconds"), "{meta}");
+    assert!(!text.contains("mmap"), "{meta}");
+    assert_eq!(
+        meta["segments"].as_array().unwrap().len(),
+        rich_entry.segments.len()
+    );
+
+    // Listed, filtered.
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/backups?clusterId={cluster}&backupType=COLLECTION"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    assert_eq!(listed["backups"][0]["backupId"], backup_id.as_str());
+    let none = app
+        .admin(Method::GET, "/v2/backups?creationMethod=AUTO", None)
+        .await;
+    assert_eq!(none["count"], 0, "{none}");
+
+    // Delete: DELETING, then gone with its objects.
+    let deleted = app
+        .admin(
+            Method::DELETE,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    let delete_job = wait_for_job(&app, deleted["jobId"].as_str().unwrap()).await;
+    assert_eq!(delete_job["status"], "SUCCESSFUL", "{delete_job}");
+    let (status, gone) = app
+        .call(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    assert!(files_under(&region_dir(&app), &prefix).is_empty());
+}
+
+async fn create_refuses_what_cannot_be_backed_up(backend: Backend) {
+    let milvus = shared_milvus();
+    // No workers: a backup stays PENDING, so the task rules can be seen.
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let known = unique("known");
+    seed(&milvus.uri, &["create-collection", &db, &known, "0"]).await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let create = format!("/v2/clusters/{cluster}/backups/create");
+    let key = Some(app.admin_key.as_str());
+
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &create,
+            key,
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": db, "collectionNames": [known, "nope"]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], 90404);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("nope") && message.contains("collectionNames"),
+        "{message}"
+    );
+
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &create,
+            key,
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": "no_such_db", "collectionNames": ["x"]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("no_such_db"),
+        "{body}"
+    );
+
+    for (bad, field) in [
+        (json!({"backupType": "COLLECTION"}), "dbCollections"),
+        (
+            json!({"backupType": "CLUSTER", "dbCollections": [{"collectionNames": ["a"]}]}),
+            "dbCollections",
+        ),
+        (json!({"backupType": "EVERYTHING"}), "backupType"),
+        (
+            json!({"backupType": "CLUSTER", "backupName": "no spaces"}),
+            "backupName",
+        ),
+    ] {
+        let (status, body) = app
+            .call(Method::POST, &create, key, Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], 90400);
+        assert!(
+            body["message"].as_str().unwrap().contains(field),
+            "{bad}: {body}"
+        );
+    }
+
+    // One manual backup at a time; a canceled one frees the cluster.
+    let (first, first_job) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [known]}]}),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &create,
+            key,
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], 90409);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already pending or running"),
+        "{body}"
+    );
+    app.admin(Method::POST, &format!("/v2/jobs/{first_job}/cancel"), None)
+        .await;
+    let canceled = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(canceled["status"], "CANCELED", "{canceled}");
+    let (second, _) = create_backup(&app, &cluster, json!({"backupType": "CLUSTER"})).await;
+    assert!(second.starts_with("backup2_"), "{second}");
+
+    // Serverless clusters have no backups.
+    let body = json!({
+        "clusterName": "serverless", "projectId": project, "regionId": "local",
+        "plan": "Serverless", "cuSize": 1, "milvus": { "uri": milvus.uri },
+        "storage": { "type": "local", "path": milvus.storage }
+    });
+    let serverless = app.admin(Method::POST, "/v2/clusters", Some(body)).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!(
+                "/v2/clusters/{}/backups/create",
+                serverless["clusterId"].as_str().unwrap()
+            ),
+            key,
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], 90422);
+
+    // A READ_ONLY key reads backups but cannot create them.
+    let reader = app.create_key(&project, "READ_ONLY").await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &create,
+            Some(&reader),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = app
+        .call(Method::GET, "/v2/backups", Some(&reader), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["count"], 2, "{body}");
+}
+
+/// A cluster registered in an S3 region writes its backup there, and nowhere else.
+async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
+    let milvus = shared_milvus();
+    let s3 = shared_s3();
+    let bucket = unique("region").replace('_', "-");
+    let s3_config = S3Config {
+        endpoint: Some(s3.endpoint.clone()),
+        bucket: bucket.clone(),
+        prefix: "backstop".to_owned(),
+        region: "us-east-1".to_owned(),
+        access_key_id: s3.access_key.clone(),
+        secret_access_key: s3.secret_key.clone().into(),
+        force_path_style: true,
+        part_size_mib: 5,
+        parts_in_flight: 2,
+    };
+    let s3_store = S3Store::new(&s3_config);
+    s3_store.create_bucket_if_missing().await.unwrap();
+    let region = s3_config.clone();
+    let app = TestApp::spawn_with(backend, move |c: &mut Config| {
+        c.regions.push(RegionConfig {
+            id: "s3-test".to_owned(),
+            cloud_provider: "aws".to_owned(),
+            price_per_gb_month: 0.02,
+            storage: StorageConfig::S3(region),
+        });
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-collection", &db, &name, "30"]).await;
+    let cluster = app
+        .admin(
+            Method::POST,
+            "/v2/clusters",
+            Some(json!({
+                "clusterName": "remote", "projectId": project, "regionId": "s3-test",
+                "plan": "Dedicated", "cuSize": 2, "milvus": { "uri": milvus.uri },
+                "storage": { "type": "local", "path": milvus.storage }
+            })),
+        )
+        .await["clusterId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (backup_id, job_id) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [name]}]}),
+    )
+    .await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(described["regionId"], "s3-test");
+
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    let manifest = Manifest::from_json(
+        &objects::get_bytes(&s3_store, &format!("{prefix}manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    verify_manifest(&s3_store, &manifest).await;
+    assert!(manifest
+        .objects
+        .iter()
+        .any(|o| o.key.contains("/binlogs/insert_log/")));
+    assert!(
+        files_under(&region_dir(&app), "backups").is_empty(),
+        "nothing in the local region"
+    );
+}
+
+on_both_backends!(
+    collection_backup_copies_binlogs_meta_and_manifest,
+    create_refuses_what_cannot_be_backed_up,
+    backup_lands_only_in_its_clusters_region,
+);
