@@ -136,6 +136,36 @@ pub struct BackupConfig {
     pub describe_parallelism: usize,
     /// How long a backup waits for Milvus to persist the flushed segments.
     pub flush_timeout_secs: u64,
+    /// Fault injection for tests only (never read from TOML): stop copying at a barrier.
+    #[serde(skip)]
+    pub pause: Option<PausePoint>,
+}
+
+/// A barrier in the copy, for tests that crash a process or change Milvus mid-backup: after
+/// `after_files` files a backup job creates `<dir>/paused` and waits until `<dir>/resume`
+/// exists. Set in-process by tests, or for a child process with
+/// `BACKSTOP_TEST_BACKUP_PAUSE=<after_files>:<dir>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PausePoint {
+    pub after_files: u64,
+    pub dir: PathBuf,
+}
+
+impl PausePoint {
+    fn parse(text: &str) -> Result<PausePoint, ConfigError> {
+        text.split_once(':')
+            .and_then(|(n, dir)| {
+                Some(PausePoint {
+                    after_files: n.parse().ok()?,
+                    dir: PathBuf::from(dir),
+                })
+            })
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "BACKSTOP_TEST_BACKUP_PAUSE is '{text}'; use <files>:<directory>"
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,9 +283,12 @@ impl Config {
                 set_path(&mut merged, &path, parse_env_value(value));
             }
         }
-        let config: Config = toml::Value::Table(merged)
+        let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if let Some((_, text)) = env.iter().find(|(k, _)| k == "BACKSTOP_TEST_BACKUP_PAUSE") {
+            config.backup.pause = Some(PausePoint::parse(text)?);
+        }
         config.validate()?;
         Ok(config)
     }

@@ -11,6 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use super::manifest::ManifestObject;
+use crate::config::PausePoint;
 use crate::domain::backups::BackupLayout;
 use crate::jobs::{JobContext, Stop};
 use crate::milvus::SegmentDescription;
@@ -45,6 +46,9 @@ pub(super) struct Copier {
     pub bytes_done: Arc<AtomicU64>,
     pub bytes_total: Arc<AtomicU64>,
     pub copied: Arc<Mutex<Copied>>,
+    /// Files copied by this attempt (for the test barrier).
+    pub files_copied: Arc<AtomicU64>,
+    pub pause: Option<PausePoint>,
 }
 
 impl Copier {
@@ -125,11 +129,41 @@ impl Copier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), (written.size, written.checksum));
+        let count = self.files_copied.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(pause) = self.pause.as_ref().filter(|p| p.after_files == count) {
+            self.wait_at_barrier(pause).await?;
+        }
         Ok(ManifestObject {
             key,
             size: written.size,
             checksum: written.checksum,
         })
+    }
+
+    /// Test barrier: saves the copy state, says `paused`, and waits for `resume` (or a stop).
+    async fn wait_at_barrier(&self, pause: &PausePoint) -> Result<(), Stop> {
+        let copied = self
+            .copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Err(e) = self
+            .ctx
+            .save_state(&super::create::SavedState { copied })
+            .await
+        {
+            tracing::warn!(error = %e, "test barrier: state not saved");
+        }
+        let _ = std::fs::create_dir_all(&pause.dir);
+        let _ = std::fs::write(pause.dir.join("paused"), b"");
+        tracing::warn!(dir = %pause.dir.display(), "test barrier: backup copy paused");
+        while !pause.dir.join("resume").exists() {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                stop = self.ctx.stopped() => return Err(stop),
+            }
+        }
+        Ok(())
     }
 
     fn copied_before(&self, key: &str) -> Option<(u64, Checksum)> {

@@ -37,8 +37,8 @@ pub struct BackupHandler {
 
 /// What survives a crash: the objects already copied.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct SavedState {
-    copied: Copied,
+pub(super) struct SavedState {
+    pub copied: Copied,
 }
 
 /// `meta/<db>/<collection>.json`.
@@ -245,6 +245,8 @@ impl BackupHandler {
             bytes_done: Arc::new(AtomicU64::new(0)),
             bytes_total: Arc::new(AtomicU64::new(0)),
             copied: Arc::new(Mutex::new(saved.copied)),
+            files_copied: Arc::new(AtomicU64::new(0)),
+            pause: settings.pause.clone(),
         };
         let reporting = CancellationToken::new();
         let reporter = tokio::spawn(report_progress(copier.clone(), reporting.clone()));

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backstop::backup::manifest::Manifest;
-use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
+use backstop::config::{Config, PausePoint, RegionConfig, S3Config, StorageConfig};
 use backstop::objects::{self, LocalStore, ObjectStore, S3Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{seed, shared_milvus, shared_s3, unique, Backend, TestApp};
+use crate::support::{seed, shared_milvus, shared_s3, unique, Backend, PrivateMilvus, TestApp};
 
 /// Polls the job until it is final; panics with its last state after two minutes.
 pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
@@ -90,6 +90,43 @@ async fn verify_manifest(store: &dyn ObjectStore, manifest: &Manifest) {
     }
 }
 
+/// The backup's binlogs are exactly the files Milvus wrote for each collection (keys and sizes).
+fn assert_binlogs_match(milvus_root: &Path, manifest: &Manifest, prefix: &str) {
+    for collection in &manifest.collections {
+        let id = collection.collection_id;
+        let mut in_milvus = files_under(milvus_root, &format!("insert_log/{id}"));
+        in_milvus.extend(files_under(milvus_root, &format!("delta_log/{id}")));
+        let in_backup: BTreeMap<String, u64> = manifest
+            .objects
+            .iter()
+            .filter_map(|o| {
+                let key = o.key.strip_prefix(&format!("{prefix}binlogs/"))?;
+                let id_part = key.split('/').nth(1)?;
+                (id_part == id.to_string()).then(|| (key.to_owned(), o.size))
+            })
+            .collect();
+        assert!(
+            !in_milvus.is_empty(),
+            "{} has binlogs",
+            collection.collection_name
+        );
+        assert_eq!(
+            in_backup, in_milvus,
+            "binlogs of {}",
+            collection.collection_name
+        );
+    }
+}
+
+async fn read_manifest(store: &dyn ObjectStore, prefix: &str) -> Manifest {
+    Manifest::from_json(
+        &objects::get_bytes(store, &format!("{prefix}manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 async fn collection_backup_copies_binlogs_meta_and_manifest(backend: Backend) {
     let milvus = shared_milvus();
     let app = TestApp::spawn(backend).await;
@@ -147,35 +184,10 @@ async fn collection_backup_copies_binlogs_meta_and_manifest(backend: Backend) {
     // those collections (count and bytes).
     let region = LocalStore::new(region_dir(&app));
     let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
-    let manifest = Manifest::from_json(
-        &objects::get_bytes(&region, &format!("{prefix}manifest.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let manifest = read_manifest(&region, &prefix).await;
     verify_manifest(&region, &manifest).await;
     assert_eq!(manifest.size as i64, described["size"].as_i64().unwrap());
-    let milvus_root = Path::new(&milvus.storage);
-    for collection in &manifest.collections {
-        let id = collection.collection_id;
-        let mut in_milvus = files_under(milvus_root, &format!("insert_log/{id}"));
-        in_milvus.extend(files_under(milvus_root, &format!("delta_log/{id}")));
-        let in_backup: BTreeMap<String, u64> = manifest
-            .objects
-            .iter()
-            .filter_map(|o| {
-                let key = o.key.strip_prefix(&format!("{prefix}binlogs/"))?;
-                let id_part = key.split('/').nth(1)?;
-                (id_part == id.to_string()).then(|| (key.to_owned(), o.size))
-            })
-            .collect();
-        assert!(!in_milvus.is_empty());
-        assert_eq!(
-            in_backup, in_milvus,
-            "binlogs of {}",
-            collection.collection_name
-        );
-    }
+    assert_binlogs_match(Path::new(&milvus.storage), &manifest, &prefix);
     let rich_entry = manifest
         .collections
         .iter()
@@ -493,7 +505,271 @@ async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
     );
 }
 
+/// A whole cluster (a Milvus of its own, so no other test's collections join in): two
+/// databases, every collection, each with its binlogs, meta and row count. Runs on Postgres
+/// only: a private Milvus per backend would double the suite's heaviest fixture, and the
+/// backup rows it writes are the same ones the other tests check on both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_backup_covers_every_database() {
+    let backend = Backend::Postgres;
+    let milvus = PrivateMilvus::start().await;
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    seed(&milvus.uri, &["create-rich", "default", "rich", "30"]).await;
+    seed(
+        &milvus.uri,
+        &["create-collection", "default", "plain", "10"],
+    )
+    .await;
+    seed(&milvus.uri, &["create-collection", "second", "other", "15"]).await;
+    let cluster = app
+        .register_cluster(&project, "whole", &milvus.uri, &milvus.storage)
+        .await;
+    let (backup_id, job_id) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "CLUSTER", "backupName": "nightly"}),
+    )
+    .await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(described["backupName"], "nightly");
+    assert_eq!(described["backupType"], "CLUSTER");
+    let mut seen: Vec<(String, String, i64)> = Vec::new();
+    for db in described["dbCollections"].as_array().unwrap() {
+        for c in db["collections"].as_array().unwrap() {
+            assert_eq!(c["status"], "AVAILABLE");
+            assert!(c["size"].as_i64().unwrap() > 0, "{c}");
+            seen.push((
+                db["dbName"].as_str().unwrap().to_owned(),
+                c["collectionName"].as_str().unwrap().to_owned(),
+                c["rowCount"].as_i64().unwrap(),
+            ));
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("default".to_owned(), "plain".to_owned(), 10),
+            ("default".to_owned(), "rich".to_owned(), 60),
+            ("second".to_owned(), "other".to_owned(), 15),
+        ]
+    );
+    let region = LocalStore::new(region_dir(&app));
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    let manifest = read_manifest(&region, &prefix).await;
+    verify_manifest(&region, &manifest).await;
+    assert_binlogs_match(Path::new(&milvus.storage), &manifest, &prefix);
+    assert!(
+        objects::get_bytes(&region, &format!("{prefix}meta/second/other.json"))
+            .await
+            .is_ok()
+    );
+}
+
+/// Pauses the backup's copy after one file (a test barrier), runs `change` on Milvus, and
+/// lets the copy go on.
+async fn backup_with_change_midway(
+    backend: Backend,
+    db: &str,
+    name: &str,
+    change: &[&[&str]],
+) -> (TestApp, String, String, Value) {
+    let milvus = shared_milvus();
+    let barrier = tempfile::tempdir().unwrap();
+    let pause_dir = barrier.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |c: &mut Config| {
+        c.backup.copy_parallelism = 1;
+        c.backup.pause = Some(PausePoint {
+            after_files: 1,
+            dir: pause_dir,
+        });
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let (backup_id, job_id) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [name]}]}),
+    )
+    .await;
+    wait_for_file(&barrier.path().join("paused")).await;
+    for args in change {
+        seed(&milvus.uri, args).await;
+    }
+    std::fs::write(barrier.path().join("resume"), b"").unwrap();
+    let job = wait_for_job(&app, &job_id).await;
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    (app, cluster, prefix, job)
+}
+
+async fn wait_for_file(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_collection_dropped_during_the_backup_fails_it(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("doomed");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let (app, cluster, prefix, job) =
+        backup_with_change_midway(backend, &db, &name, &[&["drop-collection", &db, &name]]).await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&name) && reason.contains("dropped"),
+        "{reason}"
+    );
+    let backup_id = job["resource"]["backupId"].as_str().unwrap();
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(described["status"], "FAILED", "{described}");
+    assert!(described["reason"].as_str().unwrap().contains(&name));
+    assert!(
+        files_under(&region_dir(&app), &prefix).is_empty(),
+        "no objects left"
+    );
+}
+
+async fn a_collection_recreated_during_the_backup_is_backed_up_again(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("reborn");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let (app, _cluster, prefix, job) = backup_with_change_midway(
+        backend,
+        &db,
+        &name,
+        &[
+            &["drop-collection", &db, &name],
+            &["create-collection", &db, &name, "7"],
+        ],
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let region = LocalStore::new(region_dir(&app));
+    let manifest = read_manifest(&region, &prefix).await;
+    verify_manifest(&region, &manifest).await;
+    assert_eq!(manifest.collections.len(), 1);
+    assert_eq!(
+        manifest.collections[0].row_count, 7,
+        "the new collection's rows only"
+    );
+    // Only the new collection's files: the old one's copies were removed.
+    assert_binlogs_match(Path::new(&milvus.storage), &manifest, &prefix);
+    let on_disk = files_under(&region_dir(&app), &format!("{prefix}binlogs"));
+    assert_eq!(
+        on_disk.len(),
+        manifest
+            .objects
+            .iter()
+            .filter(|o| o.key.contains("/binlogs/"))
+            .count()
+    );
+}
+
+/// kill -9 of the process copying a backup: another process takes the job after the lease
+/// expires, keeps what was copied, and finishes a backup that verifies.
+async fn killed_process_backup_is_finished_by_another(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("crash");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    // This process only answers the API; the two child processes run the job.
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let (backup_id, job_id) = create_backup(
+        &app,
+        &cluster,
+        json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [name]}]}),
+    )
+    .await;
+    let barrier = tempfile::tempdir().unwrap();
+    let data_dir = app.db.dir.path().join("data");
+    let worker = |pause: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_backstop"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &app.db.url)
+            .env("BACKSTOP_DATA_DIR", &data_dir)
+            .env("BACKSTOP_SERVER__LISTEN", "127.0.0.1:0")
+            .env("BACKSTOP_JOBS__LEASE_MS", "1500")
+            .env("BACKSTOP_JOBS__POLL_INTERVAL_MS", "200")
+            .env("BACKSTOP_BACKUP__COPY_PARALLELISM", "1")
+            .env_remove("BACKSTOP_TEST_BACKUP_PAUSE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if pause {
+            command.env(
+                "BACKSTOP_TEST_BACKUP_PAUSE",
+                format!("3:{}", barrier.path().display()),
+            );
+        }
+        command.spawn().expect("start backstop serve")
+    };
+    let mut first = worker(true);
+    wait_for_file(&barrier.path().join("paused")).await;
+    let killed_at = std::time::SystemTime::now();
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    let _second = worker(false);
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let region = LocalStore::new(region_dir(&app));
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    let manifest = read_manifest(&region, &prefix).await;
+    verify_manifest(&region, &manifest).await;
+    assert_binlogs_match(Path::new(&milvus.storage), &manifest, &prefix);
+    // The files the killed process copied were kept, not copied again.
+    let kept = manifest
+        .objects
+        .iter()
+        .filter(|o| o.key.contains("/binlogs/"))
+        .filter(|o| {
+            let modified = std::fs::metadata(region_dir(&app).join(&o.key))
+                .unwrap()
+                .modified()
+                .unwrap();
+            modified <= killed_at
+        })
+        .count();
+    assert_eq!(kept, 3, "the three files copied before the kill are kept");
+}
+
 on_both_backends!(
+    a_collection_dropped_during_the_backup_fails_it,
+    a_collection_recreated_during_the_backup_is_backed_up_again,
+    killed_process_backup_is_finished_by_another,
     collection_backup_copies_binlogs_meta_and_manifest,
     create_refuses_what_cannot_be_backed_up,
     backup_lands_only_in_its_clusters_region,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 
 use crate::on_both_backends;
-use crate::support::{repo_root, seed, shared_milvus, unique, Backend, TestApp};
+use crate::support::{seed, shared_milvus, unique, Backend, PrivateMilvus, TestApp};
 
 async fn registered_cluster_is_running_and_lists_live_collections(backend: Backend) {
     let milvus = shared_milvus();
@@ -72,36 +72,8 @@ on_both_backends!(registered_cluster_is_running_and_lists_live_collections);
 /// Starts a Milvus of its own, registers it, stops it, and expects UNREACHABLE quickly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_milvus_shows_unreachable_without_hanging() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = repo_root().join("scripts/milvus-instance");
-    let started = tokio::process::Command::new(&script)
-        .arg("start")
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        started.status.success(),
-        "scripts/milvus-instance start failed: {}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let line = String::from_utf8_lossy(&started.stdout).to_string();
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no {name} in {line}"))
-            .to_owned()
-    };
-    let (uri, storage) = (field("uri"), field("storage"));
-    let stop = || async {
-        tokio::process::Command::new(&script)
-            .arg("stop")
-            .arg(dir.path())
-            .status()
-            .await
-            .unwrap()
-    };
-
+    let milvus = PrivateMilvus::start().await;
+    let (uri, storage) = (milvus.uri.clone(), milvus.storage.clone());
     let app = TestApp::spawn(Backend::Postgres).await;
     let project = app.create_project("p").await;
     let id = app
@@ -112,7 +84,7 @@ async fn stopped_milvus_shows_unreachable_without_hanging() {
         .await;
     assert_eq!(described["status"], "RUNNING", "{described}");
 
-    assert!(stop().await.success());
+    assert!(milvus.stop());
     let started_at = Instant::now();
     let described = app
         .admin(Method::GET, &format!("/v2/clusters/{id}"), None)

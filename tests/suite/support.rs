@@ -277,6 +277,75 @@ pub async fn seed(uri: &str, args: &[&str]) {
     );
 }
 
+/// A Milvus of the test's own (`scripts/milvus-instance`), for tests that stop it or need a
+/// cluster no other test writes to. Stopped on drop.
+pub struct PrivateMilvus {
+    pub uri: String,
+    pub storage: String,
+    dir: TempDir,
+}
+
+impl PrivateMilvus {
+    pub async fn start() -> PrivateMilvus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .await
+            .expect("run scripts/milvus-instance");
+        assert!(
+            started.status.success(),
+            "scripts/milvus-instance start failed: {}; {HOW_TO_START}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let line = String::from_utf8_lossy(&started.stdout).to_string();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .to_owned()
+        };
+        let milvus = PrivateMilvus {
+            uri: field("uri"),
+            storage: field("storage"),
+            dir,
+        };
+        // The wrapper's banner can come before the proxy serves gRPC on a busy machine.
+        let client = backstop::milvus::MilvusClient::new(
+            &milvus.uri,
+            None,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        while let Err(e) = client.version().await {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(90),
+                "private Milvus at {} not serving after 90 s: {e}",
+                milvus.uri
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        milvus
+    }
+
+    pub fn stop(&self) -> bool {
+        std::process::Command::new(repo_root().join("scripts/milvus-instance"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for PrivateMilvus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!(

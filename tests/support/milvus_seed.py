@@ -17,13 +17,17 @@ from pymilvus import (Collection, CollectionSchema, DataType, FieldSchema, conne
                       utility)
 
 
-def create_collection(uri, db_name, name, rows):
-    alias = "seed"
-    connections.connect(alias=alias, uri=uri)
+def connect(uri, db_name, alias="seed"):
+    connections.connect(alias=alias, uri=uri, timeout=60)
     if db_name != "default" and db_name not in db.list_database(using=alias):
         db.create_database(db_name, using=alias)
     connections.disconnect(alias)
-    connections.connect(alias=alias, uri=uri, db_name=db_name)
+    connections.connect(alias=alias, uri=uri, db_name=db_name, timeout=60)
+    return alias
+
+
+def create_collection(uri, db_name, name, rows):
+    alias = connect(uri, db_name)
     if utility.has_collection(name, using=alias):
         raise SystemExit(f"collection {db_name}.{name} already exists")
     schema = CollectionSchema(
@@ -37,15 +41,6 @@ def create_collection(uri, db_name, name, rows):
     if rows:
         collection.insert([[i for i in range(rows)], [[float(i)] * 8 for i in range(rows)]])
     print("ok")
-
-
-def connect(uri, db_name, alias="seed"):
-    connections.connect(alias=alias, uri=uri)
-    if db_name != "default" and db_name not in db.list_database(using=alias):
-        db.create_database(db_name, using=alias)
-    connections.disconnect(alias)
-    connections.connect(alias=alias, uri=uri, db_name=db_name)
-    return alias
 
 
 def create_rich(uri, db_name, name, rows):
