@@ -575,6 +575,55 @@ async fn cluster_backup_covers_every_database() {
     );
 }
 
+/// Scale: a cluster with a thousand collections backs up completely (describe and list calls
+/// run in parallel, flush in batches per database). Postgres only, like the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_backup_of_a_thousand_collections() {
+    let milvus = PrivateMilvus::start().await;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let project = app.create_project("p").await;
+    seed(&milvus.uri, &["create-many", "default", "c", "1000"]).await;
+    let cluster = app
+        .register_cluster(&project, "big", &milvus.uri, &milvus.storage)
+        .await;
+    let started = Instant::now();
+    let (backup_id, job_id) = create_backup(&app, &cluster, json!({"backupType": "CLUSTER"})).await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    println!("backup of 1000 collections took {:?}", started.elapsed());
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    let collections = described["dbCollections"][0]["collections"]
+        .as_array()
+        .unwrap();
+    assert_eq!(collections.len(), 1000);
+    let rows: i64 = collections
+        .iter()
+        .map(|c| c["rowCount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(rows, 30, "3 rows in each of 10 collections");
+    let region = LocalStore::new(region_dir(&app));
+    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+    let manifest = read_manifest(&region, &prefix).await;
+    assert_eq!(manifest.collections.len(), 1000);
+    verify_manifest(&region, &manifest).await;
+    let with_rows = Manifest {
+        collections: manifest
+            .collections
+            .iter()
+            .filter(|c| c.row_count > 0)
+            .cloned()
+            .collect(),
+        ..manifest.clone()
+    };
+    assert_binlogs_match(Path::new(&milvus.storage), &with_rows, &prefix);
+}
+
 /// Pauses the backup's copy after one file (a test barrier), runs `change` on Milvus, and
 /// lets the copy go on.
 async fn backup_with_change_midway(

@@ -3,12 +3,14 @@
     milvus_seed.py URI create-collection DB NAME [ROWS]
     milvus_seed.py URI create-rich DB NAME ROWS
     milvus_seed.py URI drop-collection DB NAME
+    milvus_seed.py URI create-many DB PREFIX COUNT
 
 create-collection: creates database DB when missing, then collection NAME (int64 pk, float
 vector dim 8, dynamic field on) and inserts ROWS rows (default 0).
 create-rich: the same shape with 2 shards, a VARCHAR field, partition `p1` beside `_default`,
 ROWS rows in each partition with a dynamic field `extra`, the first 3 rows of each partition
 deleted, an IVF_FLAT index, and the TTL and mmap properties set (a backup must leave them out).
+create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
 Prints `ok` on success.
 """
 import sys
@@ -72,6 +74,19 @@ def create_rich(uri, db_name, name, rows):
     print("ok")
 
 
+def create_many(uri, db_name, prefix, count):
+    alias = connect(uri, db_name)
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=4),
+    ])
+    for i in range(count):
+        collection = Collection(f"{prefix}{i:04d}", schema, using=alias, shards_num=1)
+        if i % 100 == 0:
+            collection.insert([[1, 2, 3], [[float(i)] * 4] * 3])
+    print("ok")
+
+
 def drop_collection(uri, db_name, name):
     alias = connect(uri, db_name)
     utility.drop_collection(name, using=alias)
@@ -86,6 +101,8 @@ def main(argv):
         create_collection(uri, args[0], args[1], int(args[2]) if len(args) > 2 else 0)
     elif command == "create-rich":
         create_rich(uri, args[0], args[1], int(args[2]))
+    elif command == "create-many":
+        create_many(uri, args[0], args[1], int(args[2]))
     elif command == "drop-collection":
         drop_collection(uri, args[0], args[1])
     else:
