@@ -46,6 +46,10 @@ pub(super) struct Copier {
     pub bytes_done: Arc<AtomicU64>,
     pub bytes_total: Arc<AtomicU64>,
     pub copied: Arc<Mutex<Copied>>,
+    /// For progress: the collection whose copy started last, and how many are done of all.
+    pub current: Arc<Mutex<String>>,
+    pub collections_done: Arc<AtomicU64>,
+    pub collections_total: u64,
     /// Files copied by this attempt (for the test barrier).
     pub files_copied: Arc<AtomicU64>,
     pub pause: Option<PausePoint>,
@@ -164,6 +168,20 @@ impl Copier {
             }
         }
         Ok(())
+    }
+
+    /// The progress step: which collection is being copied, and how far the job is.
+    pub fn step(&self) -> String {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        format!(
+            "copying binlogs of {current} ({} of {} collections done)",
+            self.collections_done.load(Ordering::Relaxed),
+            self.collections_total
+        )
     }
 
     fn copied_before(&self, key: &str) -> Option<(u64, Checksum)> {

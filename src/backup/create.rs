@@ -245,6 +245,9 @@ impl BackupHandler {
             bytes_done: Arc::new(AtomicU64::new(0)),
             bytes_total: Arc::new(AtomicU64::new(0)),
             copied: Arc::new(Mutex::new(saved.copied)),
+            current: Arc::new(Mutex::new(String::new())),
+            collections_done: Arc::new(AtomicU64::new(0)),
+            collections_total: described.len() as u64,
             files_copied: Arc::new(AtomicU64::new(0)),
             pause: settings.pause.clone(),
         };
@@ -345,7 +348,7 @@ async fn report_progress(copier: Copier, stop: CancellationToken) {
             percent,
             bytes_done: done as i64,
             bytes_total: total as i64,
-            step: Some("copying binlogs".to_owned()),
+            step: Some(copier.step()),
         };
         if copier.ctx.progress(progress).await.is_err() {
             break;
@@ -466,6 +469,7 @@ async fn copy_collection(
 ) -> Result<CopiedCollection, JobError> {
     let db = description.db_name.clone();
     let name = description.collection_name.clone();
+    *copier.current.lock().unwrap_or_else(|e| e.into_inner()) = format!("{db}.{name}");
     let mut again = false;
     loop {
         let (segments, objects) = copy_segments(client, copier, &description).await?;
@@ -491,6 +495,7 @@ async fn copy_collection(
             }
         };
         if now.same_collection_as(&description) {
+            copier.collections_done.fetch_add(1, Ordering::Relaxed);
             return Ok(CopiedCollection {
                 description,
                 segments,

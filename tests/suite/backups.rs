@@ -257,6 +257,17 @@ async fn collection_backup_copies_binlogs_meta_and_manifest(backend: Backend) {
         .await;
     assert_eq!(none["count"], 0, "{none}");
 
+    // A manual backup outlives its cluster: still listed, described and deletable.
+    app.admin(Method::DELETE, &format!("/v2/clusters/{cluster}"), None)
+        .await;
+    let listed = app.admin(Method::GET, "/v2/backups", None).await;
+    assert_eq!(
+        listed["backups"][0]["backupId"],
+        backup_id.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["backups"][0]["clusterName"], "prod", "{listed}");
+
     // Delete: DELETING, then gone with its objects.
     let deleted = app
         .admin(
@@ -506,14 +517,14 @@ async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
 }
 
 /// A whole cluster (a Milvus of its own, so no other test's collections join in): two
-/// databases, every collection, each with its binlogs, meta and row count. Runs on Postgres
-/// only: a private Milvus per backend would double the suite's heaviest fixture, and the
-/// backup rows it writes are the same ones the other tests check on both databases.
+/// databases and over a thousand collections, every one backed up with its binlogs, meta and
+/// row count; describe and list calls run in parallel, flushes in batches per database.
+/// Runs on Postgres only: a private Milvus per backend would double the suite's heaviest
+/// fixture, and the backup rows it writes are the ones the other tests check on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_backup_covers_every_database() {
-    let backend = Backend::Postgres;
+async fn cluster_backup_covers_every_database_and_scales() {
     let milvus = PrivateMilvus::start().await;
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn(Backend::Postgres).await;
     let project = app.create_project("p").await;
     seed(&milvus.uri, &["create-rich", "default", "rich", "30"]).await;
     seed(
@@ -522,9 +533,12 @@ async fn cluster_backup_covers_every_database() {
     )
     .await;
     seed(&milvus.uri, &["create-collection", "second", "other", "15"]).await;
+    // 1,000 more: every 100th with 3 rows, the rest empty.
+    seed(&milvus.uri, &["create-many", "second", "many", "1000"]).await;
     let cluster = app
         .register_cluster(&project, "whole", &milvus.uri, &milvus.storage)
         .await;
+    let started = Instant::now();
     let (backup_id, job_id) = create_backup(
         &app,
         &cluster,
@@ -533,6 +547,10 @@ async fn cluster_backup_covers_every_database() {
     .await;
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    println!(
+        "CLUSTER backup of 1,003 collections took {:?}",
+        started.elapsed()
+    );
     let described = app
         .admin(
             Method::GET,
@@ -542,75 +560,37 @@ async fn cluster_backup_covers_every_database() {
         .await;
     assert_eq!(described["backupName"], "nightly");
     assert_eq!(described["backupType"], "CLUSTER");
-    let mut seen: Vec<(String, String, i64)> = Vec::new();
+    let mut seen: BTreeMap<(String, String), i64> = BTreeMap::new();
     for db in described["dbCollections"].as_array().unwrap() {
         for c in db["collections"].as_array().unwrap() {
             assert_eq!(c["status"], "AVAILABLE");
-            assert!(c["size"].as_i64().unwrap() > 0, "{c}");
-            seen.push((
-                db["dbName"].as_str().unwrap().to_owned(),
-                c["collectionName"].as_str().unwrap().to_owned(),
+            seen.insert(
+                (
+                    db["dbName"].as_str().unwrap().to_owned(),
+                    c["collectionName"].as_str().unwrap().to_owned(),
+                ),
                 c["rowCount"].as_i64().unwrap(),
-            ));
+            );
         }
     }
-    seen.sort();
-    assert_eq!(
-        seen,
-        vec![
-            ("default".to_owned(), "plain".to_owned(), 10),
-            ("default".to_owned(), "rich".to_owned(), 60),
-            ("second".to_owned(), "other".to_owned(), 15),
-        ]
-    );
-    let region = LocalStore::new(region_dir(&app));
-    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
-    let manifest = read_manifest(&region, &prefix).await;
-    verify_manifest(&region, &manifest).await;
-    assert_binlogs_match(Path::new(&milvus.storage), &manifest, &prefix);
-    assert!(
-        objects::get_bytes(&region, &format!("{prefix}meta/second/other.json"))
-            .await
-            .is_ok()
-    );
-}
-
-/// Scale: a cluster with a thousand collections backs up completely (describe and list calls
-/// run in parallel, flush in batches per database). Postgres only, like the test above.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_backup_of_a_thousand_collections() {
-    let milvus = PrivateMilvus::start().await;
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let project = app.create_project("p").await;
-    seed(&milvus.uri, &["create-many", "default", "c", "1000"]).await;
-    let cluster = app
-        .register_cluster(&project, "big", &milvus.uri, &milvus.storage)
-        .await;
-    let started = Instant::now();
-    let (backup_id, job_id) = create_backup(&app, &cluster, json!({"backupType": "CLUSTER"})).await;
-    let job = wait_for_job(&app, &job_id).await;
-    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    println!("backup of 1000 collections took {:?}", started.elapsed());
-    let described = app
-        .admin(
-            Method::GET,
-            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
-            None,
-        )
-        .await;
-    let collections = described["dbCollections"][0]["collections"]
-        .as_array()
-        .unwrap();
-    assert_eq!(collections.len(), 1000);
-    let rows: i64 = collections
+    assert_eq!(seen.len(), 1003);
+    let rows = |db: &str, name: &str| seen[&(db.to_owned(), name.to_owned())];
+    assert_eq!(rows("default", "rich"), 60);
+    assert_eq!(rows("default", "plain"), 10);
+    assert_eq!(rows("second", "other"), 15);
+    assert_eq!(rows("second", "many0100"), 3);
+    assert_eq!(rows("second", "many0101"), 0);
+    let many_rows: i64 = seen
         .iter()
-        .map(|c| c["rowCount"].as_i64().unwrap())
+        .filter(|((_, name), _)| name.starts_with("many"))
+        .map(|(_, rows)| rows)
         .sum();
-    assert_eq!(rows, 30, "3 rows in each of 10 collections");
+    assert_eq!(many_rows, 30, "3 rows in each of 10 collections");
+
     let region = LocalStore::new(region_dir(&app));
     let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
     let manifest = read_manifest(&region, &prefix).await;
-    assert_eq!(manifest.collections.len(), 1000);
+    assert_eq!(manifest.collections.len(), 1003);
     verify_manifest(&region, &manifest).await;
     let with_rows = Manifest {
         collections: manifest
@@ -622,45 +602,121 @@ async fn cluster_backup_of_a_thousand_collections() {
         ..manifest.clone()
     };
     assert_binlogs_match(Path::new(&milvus.storage), &with_rows, &prefix);
+    assert!(
+        objects::get_bytes(&region, &format!("{prefix}meta/second/other.json"))
+            .await
+            .is_ok()
+    );
 }
 
-/// Pauses the backup's copy after one file (a test barrier), runs `change` on Milvus, and
-/// lets the copy go on.
+/// A backup of `db.name` whose copy is paused after its first file (a test barrier). Create
+/// `<barrier>/resume` to let it go on.
+struct PausedBackup {
+    app: TestApp,
+    cluster: String,
+    prefix: String,
+    job_id: String,
+    barrier: tempfile::TempDir,
+}
+
+impl PausedBackup {
+    async fn start(backend: Backend, db: &str, name: &str) -> PausedBackup {
+        let milvus = shared_milvus();
+        let barrier = tempfile::tempdir().unwrap();
+        let pause_dir = barrier.path().to_path_buf();
+        let app = TestApp::spawn_with(backend, move |c: &mut Config| {
+            c.backup.copy_parallelism = 1;
+            c.backup.pause = Some(PausePoint {
+                after_files: 1,
+                dir: pause_dir,
+            });
+        })
+        .await;
+        let project = app.create_project("p").await;
+        let cluster = app
+            .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+            .await;
+        let (backup_id, job_id) = create_backup(
+            &app,
+            &cluster,
+            json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [name]}]}),
+        )
+        .await;
+        wait_for_file(&barrier.path().join("paused")).await;
+        let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
+        PausedBackup {
+            app,
+            cluster,
+            prefix,
+            job_id,
+            barrier,
+        }
+    }
+
+    async fn resume(&self) -> Value {
+        std::fs::write(self.barrier.path().join("resume"), b"").unwrap();
+        wait_for_job(&self.app, &self.job_id).await
+    }
+}
+
+/// Pauses the backup after one file, runs `change` on Milvus, lets it go on.
 async fn backup_with_change_midway(
     backend: Backend,
     db: &str,
     name: &str,
     change: &[&[&str]],
 ) -> (TestApp, String, String, Value) {
-    let milvus = shared_milvus();
-    let barrier = tempfile::tempdir().unwrap();
-    let pause_dir = barrier.path().to_path_buf();
-    let app = TestApp::spawn_with(backend, move |c: &mut Config| {
-        c.backup.copy_parallelism = 1;
-        c.backup.pause = Some(PausePoint {
-            after_files: 1,
-            dir: pause_dir,
-        });
-    })
-    .await;
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
-        .await;
-    let (backup_id, job_id) = create_backup(
-        &app,
-        &cluster,
-        json!({"backupType": "COLLECTION", "dbCollections": [{"dbName": db, "collectionNames": [name]}]}),
-    )
-    .await;
-    wait_for_file(&barrier.path().join("paused")).await;
+    let paused = PausedBackup::start(backend, db, name).await;
     for args in change {
-        seed(&milvus.uri, args).await;
+        seed(&shared_milvus().uri, args).await;
     }
-    std::fs::write(barrier.path().join("resume"), b"").unwrap();
-    let job = wait_for_job(&app, &job_id).await;
-    let prefix = format!("backups/{project}/{cluster}/{backup_id}/");
-    (app, cluster, prefix, job)
+    let job = paused.resume().await;
+    (paused.app, paused.cluster, paused.prefix, job)
+}
+
+async fn canceling_a_running_backup_removes_its_objects(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let paused = PausedBackup::start(backend, &db, &name).await;
+    let app = &paused.app;
+    let running = app
+        .admin(Method::GET, &format!("/v2/jobs/{}", paused.job_id), None)
+        .await;
+    assert_eq!(running["status"], "IN_PROGRESS", "{running}");
+    assert!(
+        running["currentStep"].as_str().unwrap().contains(&name),
+        "progress names the collection being copied: {running}"
+    );
+    assert!(
+        !files_under(&region_dir(app), &paused.prefix).is_empty(),
+        "a file was copied"
+    );
+    let canceled = app
+        .admin(
+            Method::POST,
+            &format!("/v2/jobs/{}/cancel", paused.job_id),
+            None,
+        )
+        .await;
+    assert_eq!(canceled["status"], "CANCELING");
+    // The barrier gives way to the cancel; no resume needed.
+    let job = wait_for_job(app, &paused.job_id).await;
+    assert_eq!(job["status"], "CANCELED", "{job}");
+    let backup_id = job["resource"]["backupId"].as_str().unwrap();
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{}/backups/{backup_id}", paused.cluster),
+            None,
+        )
+        .await;
+    assert_eq!(described["status"], "CANCELED", "{described}");
+    assert!(
+        files_under(&region_dir(app), &paused.prefix).is_empty(),
+        "no objects left"
+    );
 }
 
 async fn wait_for_file(path: &Path) {
@@ -816,6 +872,7 @@ async fn killed_process_backup_is_finished_by_another(backend: Backend) {
 }
 
 on_both_backends!(
+    canceling_a_running_backup_removes_its_objects,
     a_collection_dropped_during_the_backup_fails_it,
     a_collection_recreated_during_the_backup_is_backed_up_again,
     killed_process_backup_is_finished_by_another,
