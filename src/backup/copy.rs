@@ -107,10 +107,11 @@ impl Copier {
         self.ctx.checkpoint()?;
         let key = self.layout.binlog(&file.key);
         let earlier = self.copied_before(&key);
-        if let Some((size, checksum)) = earlier {
-            // Copied by an earlier attempt: keep it if it is still there, whole.
-            match self.dest.head(&key).await {
-                Ok(Some(meta)) if meta.size == size && size == file.size => {
+        if let Some((size, checksum)) = earlier.filter(|(size, _)| *size == file.size) {
+            // Copied by an earlier attempt: keep it if it is still there with the checksum it
+            // was copied with (reading is cheaper than copying; a crash may have torn it).
+            match objects::verify(self.dest.as_ref(), &key, checksum).await {
+                Ok(written) if written.size == size => {
                     self.bytes_done.fetch_add(size, Ordering::Relaxed);
                     return Ok(ManifestObject {
                         key,
@@ -118,7 +119,7 @@ impl Copier {
                         checksum,
                     });
                 }
-                Ok(_) => {}
+                Ok(_) | Err(ObjectError::NotFound(_) | ObjectError::ChecksumMismatch { .. }) => {}
                 Err(e) => return Err(CopyFailure::Storage(e)),
             }
         }

@@ -621,6 +621,11 @@ async fn write_meta_and_manifest(
             .map_err(|e| storage_error("removing binlogs of superseded segments", e))?;
     }
 
+    // The manifest commits the backup: everything it names must be durable first.
+    storage
+        .sync()
+        .await
+        .map_err(|e| storage_error("making the copied binlogs durable", e))?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         backup_id: backup.id.clone(),

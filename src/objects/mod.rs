@@ -118,6 +118,13 @@ pub trait ObjectStore: Send + Sync + Debug {
         dst_key: &str,
     ) -> ObjectResult<Option<Written>>;
 
+    /// Makes every object this store wrote durable. `put` is durable when it returns;
+    /// `copy_from` may defer durability to this barrier (local directories do), so a writer
+    /// calls it before the write that commits its objects (a backup's manifest).
+    async fn sync(&self) -> ObjectResult<()> {
+        Ok(())
+    }
+
     /// The S3 side of `copy_from`, exposed so another S3 store can see bucket and client.
     fn as_s3(&self) -> Option<&S3Store> {
         None

@@ -311,6 +311,19 @@ async fn copy_between_stores(kind: Kind) {
     objects::verify(dest.store.as_ref(), "dst/obj", original.checksum)
         .await
         .unwrap();
+    // The durability barrier after copies; a copy deleted before it is no error.
+    dest.store
+        .copy_from(source.store.as_ref(), "src/obj", "dst/gone")
+        .await
+        .unwrap();
+    dest.store
+        .delete_many(&["dst/gone".to_owned()])
+        .await
+        .unwrap();
+    dest.store.sync().await.unwrap();
+    objects::verify(dest.store.as_ref(), "dst/obj", original.checksum)
+        .await
+        .unwrap();
     assert!(matches!(
         dest.store
             .copy_from(source.store.as_ref(), "src/missing", "dst/x")
