@@ -47,6 +47,11 @@ copy_parallelism = 8
 describe_parallelism = 8
 flush_timeout_secs = 600
 
+[restore]
+shards_per_cu = 1
+max_shards = 16
+import_timeout_secs = 3600
+
 [[regions]]
 id = "local"
 cloud_provider = "local"
@@ -65,6 +70,7 @@ pub struct Config {
     pub milvus: MilvusConfig,
     pub jobs: JobsConfig,
     pub backup: BackupConfig,
+    pub restore: RestoreConfig,
     pub regions: Vec<RegionConfig>,
 }
 
@@ -139,6 +145,18 @@ pub struct BackupConfig {
     /// Fault injection for tests only (never read from TOML): stop copying at a barrier.
     #[serde(skip)]
     pub pause: Option<PausePoint>,
+}
+
+/// How restores fit a backup into its destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Shards a destination allows per CU of its `cuSize` (at least 1 in all)...
+    pub shards_per_cu: u32,
+    /// ...and at most this many; a backup with more shards is restored with the allowance.
+    pub max_shards: u32,
+    /// How long one partition's Import may take.
+    pub import_timeout_secs: u64,
 }
 
 /// A barrier in the copy, for tests that crash a process or change Milvus mid-backup: after

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod milvus;
 pub mod objects;
 pub mod regions;
+pub mod restore;
 pub mod store;
 
 use std::future::Future;
@@ -83,7 +84,7 @@ impl Application {
             secrets: secrets.clone(),
             config: config.clone(),
         };
-        let registry = backup::register(extra, &services);
+        let registry = restore::register(backup::register(extra, &services), &services);
         let jobs =
             Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
         let state = AppState {

@@ -294,6 +294,7 @@ impl BackupHandler {
                 description: c.description.description.clone(),
                 row_count: m.row_count,
                 size: m.size as i64,
+                loaded: c.description.loaded,
             })
             .collect();
         let completed = services

@@ -16,7 +16,7 @@ use crate::objects::{self, DynObjectStore, ObjectError};
 use crate::regions::Regions;
 use crate::store::{Backup, Store};
 
-pub use create::BackupHandler;
+pub use create::{BackupHandler, CollectionMeta};
 pub use delete::DeleteBackupHandler;
 
 /// What the backup handlers reach: the store, the regions' storage, the key that opens

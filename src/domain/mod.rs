@@ -5,3 +5,4 @@ pub mod access;
 pub mod backups;
 pub mod ids;
 pub mod names;
+pub mod restore;

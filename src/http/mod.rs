@@ -12,6 +12,7 @@ mod ops;
 mod projects;
 mod ratelimit;
 mod regions;
+mod restores;
 mod roles;
 
 use std::sync::Arc;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(regions::router())
         .merge(clusters::router())
         .merge(backups::router())
+        .merge(restores::router())
         .merge(jobs::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);

@@ -6,6 +6,7 @@
 //! Newer Milvus versions can be handled here without touching the callers.
 
 mod catalog;
+mod restore_calls;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub use catalog::{
     is_excluded_property, CollectionDescription, FieldDescription, IndexDescription,
     PartitionDescription, SegmentDescription,
 };
+pub use restore_calls::schema_for;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MilvusError {

@@ -16,6 +16,9 @@ pub struct BackedUpCollection {
     pub description: String,
     pub row_count: i64,
     pub size: i64,
+    /// Loaded when the backup was taken (what `restoreCluster` with KEEP restores).
+    #[serde(default)]
+    pub loaded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -600,6 +600,8 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
         "POST /v2/apiKeys",
         "POST /v2/clusters",
         "POST /v2/clusters/{clusterId}/backups/create",
+        "POST /v2/clusters/{clusterId}/backups/{backupId}/restoreCluster",
+        "POST /v2/clusters/{clusterId}/backups/{backupId}/restoreCollection",
         "POST /v2/jobs/{jobId}/cancel",
         "POST /v2/projects",
         "POST /v2/roles",

@@ -7,5 +7,6 @@ mod cli;
 mod clusters;
 mod jobs;
 mod objects;
+mod restores;
 mod store;
 mod support;

@@ -262,6 +262,11 @@ pub fn milvus_python() -> PathBuf {
 
 /// Runs `tests/support/milvus_seed.py` against `uri`.
 pub async fn seed(uri: &str, args: &[&str]) {
+    seed_output(uri, args).await;
+}
+
+/// `seed`, returning what the script printed.
+pub async fn seed_output(uri: &str, args: &[&str]) -> String {
     let output = tokio::process::Command::new(milvus_python())
         .arg(repo_root().join("tests/support/milvus_seed.py"))
         .arg(uri)
@@ -275,6 +280,7 @@ pub async fn seed(uri: &str, args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A Milvus of the test's own (`scripts/milvus-instance`), for tests that stop it or need a

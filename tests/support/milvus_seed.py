@@ -4,12 +4,16 @@
     milvus_seed.py URI create-rich DB NAME ROWS
     milvus_seed.py URI drop-collection DB NAME
     milvus_seed.py URI create-many DB PREFIX COUNT
+    milvus_seed.py URI dump DB NAME
 
 create-collection: creates database DB when missing, then collection NAME (int64 pk, float
 vector dim 8, dynamic field on) and inserts ROWS rows (default 0).
 create-rich: the same shape with 2 shards, a VARCHAR field, partition `p1` beside `_default`,
 ROWS rows in each partition with a dynamic field `extra`, the first 3 rows of each partition
 deleted, an IVF_FLAT index, and the TTL and mmap properties set (a backup must leave them out).
+dump: prints one JSON object: the collection's shard count, partitions, indexes, whether it
+is loaded, and every row (sorted by id; dynamic fields included), loading it to read (with a
+FLAT index when it has none).
 create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
 Prints `ok` on success.
 """
@@ -87,6 +91,30 @@ def create_many(uri, db_name, prefix, count):
     print("ok")
 
 
+def dump(uri, db_name, name):
+    import json
+    alias = connect(uri, db_name)
+    collection = Collection(name, using=alias)
+    loaded = str(utility.load_state(name, using=alias)) == "Loaded"
+    indexes = sorted(
+        [{"field": i.field_name, "type": i.params.get("index_type")} for i in collection.indexes],
+        key=lambda i: i["field"])
+    if not collection.indexes:
+        collection.create_index("vec", {"index_type": "FLAT", "metric_type": "L2", "params": {}})
+    collection.load()
+    rows = collection.query("id >= 0", output_fields=["*"], limit=16384)
+    rows = [{k: (list(map(float, v)) if k == "vec" else v) for k, v in r.items()} for r in rows]
+    rows.sort(key=lambda r: r["id"])
+    described = collection.describe()
+    print(json.dumps({
+        "shards": described.get("num_shards", described.get("shards_num")),
+        "partitions": sorted(p.name for p in collection.partitions),
+        "indexes": indexes,
+        "loaded": loaded,
+        "rows": rows,
+    }, sort_keys=True))
+
+
 def drop_collection(uri, db_name, name):
     alias = connect(uri, db_name)
     utility.drop_collection(name, using=alias)
@@ -103,6 +131,8 @@ def main(argv):
         create_rich(uri, args[0], args[1], int(args[2]))
     elif command == "create-many":
         create_many(uri, args[0], args[1], int(args[2]))
+    elif command == "dump":
+        dump(uri, args[0], args[1])
     elif command == "drop-collection":
         drop_collection(uri, args[0], args[1])
     else:

@@ -1,0 +1,56 @@
+//! Restore rules with no I/O: what a restore job does (its plan) and how many shards a
+//! destination cluster allows.
+
+use serde::{Deserialize, Serialize};
+
+pub const RESTORE_COLLECTION_JOB: &str = "RESTORE_COLLECTION";
+pub const RESTORE_CLUSTER_JOB: &str = "RESTORE_CLUSTER";
+
+/// One collection to restore: where it comes from in the backup, where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTarget {
+    pub db_name: String,
+    pub collection_name: String,
+    pub dest_db_name: String,
+    pub dest_collection_name: String,
+    /// Load the restored collection.
+    pub load: bool,
+}
+
+/// The payload of a restore job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePlan {
+    pub dest_cluster_id: String,
+    pub targets: Vec<RestoreTarget>,
+}
+
+/// Shards a destination of `cu_size` allows: `cu_size × shards_per_cu`, at least 1, at most
+/// `max_shards`. A backup with more shards is restored with this many (Import re-hashes rows
+/// into the destination's shards).
+pub fn allowed_shards(cu_size: i64, shards_per_cu: u32, max_shards: u32) -> i32 {
+    let allowed = cu_size.saturating_mul(i64::from(shards_per_cu));
+    allowed.clamp(1, i64::from(max_shards.max(1))) as i32
+}
+
+/// The shard count to create: the backup's, clamped to what the destination allows.
+pub fn clamp_shards(backup_shards: i32, allowed: i32) -> i32 {
+    backup_shards.clamp(1, allowed.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_follow_the_destination_size() {
+        assert_eq!(allowed_shards(1, 1, 16), 1);
+        assert_eq!(allowed_shards(2, 1, 16), 2);
+        assert_eq!(allowed_shards(64, 1, 16), 16);
+        assert_eq!(allowed_shards(0, 1, 16), 1);
+        assert_eq!(clamp_shards(2, 1), 1);
+        assert_eq!(clamp_shards(2, 16), 2);
+        assert_eq!(clamp_shards(0, 4), 1);
+    }
+}

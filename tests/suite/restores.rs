@@ -1,0 +1,265 @@
+//! Restores into a real Milvus: the shared instance (same cluster, renamed or after a drop)
+//! and a private second instance (another cluster), compared row by row with what was backed
+//! up.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::backups::wait_for_job;
+use crate::on_both_backends;
+use crate::support::{seed, seed_output, shared_milvus, unique, Backend, PrivateMilvus, TestApp};
+
+/// Shard count, partitions, indexes, load state and every row of a collection.
+async fn dump(uri: &str, db: &str, name: &str) -> Value {
+    let text = seed_output(uri, &["dump", db, name]).await;
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("dump of {db}.{name}: {e}: {text}"))
+}
+
+/// Backs up `collections` of `db` on the shared Milvus; returns (cluster, backup).
+async fn backed_up(
+    app: &TestApp,
+    project: &str,
+    db: &str,
+    collections: &[&str],
+) -> (String, String) {
+    let milvus = shared_milvus();
+    let cluster = app
+        .register_cluster(project, "source", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": db, "collectionNames": collections}]})),
+        )
+        .await;
+    let job = wait_for_job(app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    (cluster, created["backupId"].as_str().unwrap().to_owned())
+}
+
+async fn restore(app: &TestApp, cluster: &str, backup: &str, body: Value) -> Value {
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
+            Some(body),
+        )
+        .await;
+    wait_for_job(app, started["jobId"].as_str().unwrap()).await
+}
+
+async fn restore_renamed_and_after_a_drop_gives_identical_rows(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("rich");
+    seed(&milvus.uri, &["create-rich", &db, &name, "30"]).await;
+    let (cluster, backup) = backed_up(&app, &project, &db, &[&name]).await;
+    let original = dump(&milvus.uri, &db, &name).await;
+    assert_eq!(
+        original["rows"].as_array().unwrap().len(),
+        54,
+        "60 rows, 6 deleted"
+    );
+    assert!(
+        original["rows"][0]["extra"].is_number(),
+        "dynamic field: {}",
+        original["rows"][0]
+    );
+
+    // Under a new name beside the original.
+    let copy = unique("copy");
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+               "collections": [{"collectionName": name, "destCollectionName": copy}]}]}),
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let restored = dump(&milvus.uri, &db, &copy).await;
+    assert_eq!(restored["loaded"], false, "NOT_LOADED by default");
+    assert_eq!(restored["rows"], original["rows"]);
+    assert_eq!(restored["partitions"], original["partitions"]);
+    assert_eq!(
+        restored["indexes"],
+        json!([{"field": "vec", "type": "IVF_FLAT"}])
+    );
+
+    // The same name again: refused, it exists.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
+            Some(&app.admin_key),
+            Some(json!({"destClusterId": cluster})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&name), "{body}");
+
+    // Dropped, then restored under its own name, loaded, after the source cluster's record was
+    // deleted (into the same Milvus, registered again as another cluster).
+    seed(&milvus.uri, &["drop-collection", &db, &name]).await;
+    let dest = app
+        .register_cluster(&project, "again", &milvus.uri, &milvus.storage)
+        .await;
+    app.admin(Method::DELETE, &format!("/v2/clusters/{cluster}"), None)
+        .await;
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        json!({"destClusterId": dest, "dbCollections": [{"dbName": db,
+               "collections": [{"collectionName": name, "destCollectionStatus": "LOADED"}]}]}),
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let back = dump(&milvus.uri, &db, &name).await;
+    assert_eq!(back["loaded"], true);
+    assert_eq!(back["rows"], original["rows"]);
+}
+
+/// Another cluster (a second Milvus), a two-database backup restored whole, with a smaller
+/// `cuSize`: identical rows, shards clamped to the destination's allowance. Postgres only,
+/// like the other private-Milvus test: one more Milvus per backend would crowd the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_restore_into_a_second_milvus() {
+    let backend = Backend::Postgres;
+    let milvus = shared_milvus();
+    let second = PrivateMilvus::start().await;
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let (db_a, db_b) = (unique("dba"), unique("dbb"));
+    let (rich, plain) = (unique("rich"), unique("plain"));
+    seed(&milvus.uri, &["create-rich", &db_a, &rich, "20"]).await;
+    seed(&milvus.uri, &["create-collection", &db_b, &plain, "12"]).await;
+    let cluster = app
+        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION", "dbCollections": [
+                {"dbName": db_a, "collectionNames": [rich]},
+                {"dbName": db_b, "collectionNames": [plain]}]})),
+        )
+        .await;
+    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let backup = created["backupId"].as_str().unwrap();
+    let dest = app
+        .admin(
+            Method::POST,
+            "/v2/clusters",
+            Some(
+                json!({"clusterName": "small", "projectId": project, "regionId": "local",
+                        "plan": "Dedicated", "cuSize": 1, "milvus": {"uri": second.uri},
+                        "storage": {"type": "local", "path": second.storage}}),
+            ),
+        )
+        .await["clusterId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCluster"),
+            Some(json!({"destClusterId": dest, "collectionStatus": "RELEASE"})),
+        )
+        .await;
+    assert_eq!(started["clusterId"], dest.as_str());
+    let job = wait_for_job(&app, started["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+
+    for (db, name) in [(&db_a, &rich), (&db_b, &plain)] {
+        let source = dump(&milvus.uri, db, name).await;
+        let restored = dump(&second.uri, db, name).await;
+        assert_eq!(restored["rows"], source["rows"], "{db}.{name}");
+        assert_eq!(restored["partitions"], source["partitions"], "{db}.{name}");
+    }
+    let rich_restored = dump(&second.uri, &db_a, &rich).await;
+    assert_eq!(
+        rich_restored["shards"], 1,
+        "2 shards clamped to cuSize 1's allowance"
+    );
+}
+
+/// A backup object changed after the backup: the restore fails before creating anything and
+/// names the object.
+async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-collection", &db, &name, "20"]).await;
+    let (cluster, backup) = backed_up(&app, &project, &db, &[&name]).await;
+    let region = app.db.dir.path().join("data/regions/local");
+    let binlogs = region.join(format!(
+        "backups/{project}/{cluster}/{backup}/binlogs/insert_log"
+    ));
+    let victim = walk_first_file(&binlogs);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+
+    let target = unique("never");
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+               "collections": [{"collectionName": name, "destCollectionName": target}]}]}),
+    )
+    .await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let reason = job["reason"].as_str().unwrap();
+    let key = victim
+        .strip_prefix(&region)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(reason.contains(&key), "reason names {key}: {reason}");
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/collections"),
+            None,
+        )
+        .await;
+    assert!(
+        !listed.to_string().contains(&target),
+        "nothing was created on the destination"
+    );
+}
+
+fn walk_first_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                return path;
+            }
+        }
+    }
+    panic!("no file under {}", dir.display());
+}
+
+on_both_backends!(
+    restore_renamed_and_after_a_drop_gives_identical_rows,
+    a_tampered_backup_is_refused_before_the_destination_is_touched,
+);
