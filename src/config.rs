@@ -47,6 +47,10 @@ copy_parallelism = 8
 describe_parallelism = 8
 flush_timeout_secs = 600
 
+[scheduler]
+enabled = true
+tick_secs = 30
+
 [restore]
 shards_per_cu = 1
 max_shards = 16
@@ -71,6 +75,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub backup: BackupConfig,
     pub restore: RestoreConfig,
+    pub scheduler: SchedulerConfig,
     pub regions: Vec<RegionConfig>,
 }
 
@@ -145,6 +150,16 @@ pub struct BackupConfig {
     /// Fault injection for tests only (never read from TOML): stop copying at a barrier.
     #[serde(skip)]
     pub pause: Option<PausePoint>,
+}
+
+/// Automatic backups and retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run the scheduler and retention sweeper in this process (safe in every replica).
+    pub enabled: bool,
+    /// How often it looks for open windows and expired backups.
+    pub tick_secs: u64,
 }
 
 /// How restores fit a backup into its destination.

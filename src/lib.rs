@@ -4,6 +4,7 @@
 //! caller binds (tests bind port 0); `main.rs` only parses the command line.
 
 pub mod auth;
+pub mod automatic;
 pub mod backup;
 pub mod clusters;
 pub mod config;
@@ -88,6 +89,7 @@ impl Application {
         let jobs =
             Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
         let state = AppState {
+            scheduler: automatic::Scheduler::new(store.clone(), jobs.clone()),
             jobs,
             shutdown: tokio_util::sync::CancellationToken::new(),
             rate_limiter: Arc::new(RateLimiter::new(
@@ -136,6 +138,10 @@ impl Application {
             .jobs
             .enabled
             .then(|| self.state.jobs.start_workers(stopping.clone()));
+        let scheduler = self.state.config.scheduler.enabled.then(|| {
+            let every = Duration::from_secs(self.state.config.scheduler.tick_secs.max(1));
+            tokio::spawn(self.state.scheduler.clone().run(every, stopping.clone()))
+        });
         let router = http::router(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -158,6 +164,9 @@ impl Application {
         };
         if let Some(workers) = workers {
             let _ = workers.await;
+        }
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
         }
         store.close().await;
         result

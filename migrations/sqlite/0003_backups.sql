@@ -24,12 +24,14 @@ CREATE TABLE backups (
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     finished_at      TEXT,
+    -- Set when the objects are gone; the row stays (hidden) for the usage report.
+    deleted_at       TEXT,
     CONSTRAINT backups_cluster_seq_key UNIQUE (cluster_id, seq),
     CONSTRAINT backups_cluster_name_key UNIQUE (cluster_id, name),
     CONSTRAINT backups_type_check CHECK (backup_type IN ('CLUSTER', 'COLLECTION')),
     CONSTRAINT backups_method_check CHECK (creation_method IN ('MANUAL', 'AUTO')),
     CONSTRAINT backups_status_check CHECK (status IN
-        ('CREATING', 'AVAILABLE', 'FAILED', 'CANCELED', 'DELETING'))
+        ('CREATING', 'AVAILABLE', 'FAILED', 'CANCELED', 'DELETING', 'DELETED'))
 );
 
 -- The task rule "one manual backup at a time per cluster", enforced by the database so two

@@ -26,7 +26,7 @@ impl JobHandler for DeleteBackupHandler {
             .get_backup(&backup_id)
             .await
             .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
-        let Some(backup) = backup else {
+        let Some(backup) = backup.filter(|b| b.status != BackupStatus::Deleted) else {
             return Ok(()); // an earlier attempt finished
         };
         if backup.status != BackupStatus::Deleting {
@@ -52,7 +52,7 @@ impl JobHandler for DeleteBackupHandler {
             .await
             .map_err(|e| storage_error("deleting the backup's objects", e))?;
         store
-            .delete_backup_row(&backup.id)
+            .mark_backup_deleted(&backup.id, chrono::Utc::now())
             .await
             .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
         tracing::info!(objects = deleted, "backup deleted");

@@ -46,13 +46,15 @@ text_enum!(
 
 text_enum!(
     /// A backup's life: CREATING until its manifest is written, then AVAILABLE; FAILED and
-    /// CANCELED backups hold no objects; DELETING until its objects are gone.
+    /// CANCELED backups hold no objects; DELETING until its objects are gone, then DELETED
+    /// (kept only for the usage report, never shown).
     BackupStatus {
         Creating = "CREATING",
         Available = "AVAILABLE",
         Failed = "FAILED",
         Canceled = "CANCELED",
         Deleting = "DELETING",
+        Deleted = "DELETED",
     }
 );
 

@@ -6,3 +6,4 @@ pub mod backups;
 pub mod ids;
 pub mod names;
 pub mod restore;
+pub mod schedule;

@@ -334,6 +334,11 @@ async fn create_backup(
                 "backupName '{name}' is already used in cluster {cluster_id}; choose another name"
             )))
         }
+        Err(CreateBackupError::Duplicate) => {
+            return Err(Error::Conflict(
+                "this backup was already started".to_owned(),
+            ))
+        }
         Err(CreateBackupError::Store(e)) => return Err(e.into()),
     };
     state.jobs.enqueued();
@@ -391,7 +396,7 @@ async fn visible_backup(
         .store
         .get_backup(backup_id)
         .await?
-        .filter(|b| b.cluster_id == cluster_id)
+        .filter(|b| b.cluster_id == cluster_id && b.status != BackupStatus::Deleted)
         .ok_or_else(|| Error::not_found("backup", backup_id))?;
     principal.authorize(&backup.project_id, privilege, "backup", backup_id)?;
     Ok(backup)

@@ -331,7 +331,8 @@ async fn describe_cluster(
     Ok(ok(view(&state, cluster).await))
 }
 
-/// Remove a cluster from the registry. Its Milvus is not touched.
+/// Remove a cluster from the registry. Its Milvus is not touched; its automatic backups are
+/// deleted, its manual backups kept.
 #[utoipa::path(delete, path = "/v2/clusters/{clusterId}", tag = "clusters",
     params(("clusterId" = String, Path)), responses((status = 200, body = ClusterDeleted)))]
 async fn delete_cluster(
@@ -340,6 +341,11 @@ async fn delete_cluster(
     ApiPath(cluster_id): ApiPath<String>,
 ) -> ApiResult<ClusterDeleted> {
     visible_cluster(&state, &principal, &cluster_id, Privilege::ClusterManage).await?;
+    // Its automatic backups go with it; manual ones stay (src/automatic.rs).
+    state
+        .scheduler
+        .retire_cluster(&cluster_id, Utc::now())
+        .await?;
     if !state.store.delete_cluster(&cluster_id).await? {
         return Err(Error::not_found("cluster", &cluster_id));
     }

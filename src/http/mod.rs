@@ -9,11 +9,13 @@ mod extract;
 mod idempotency;
 mod jobs;
 mod ops;
+mod policies;
 mod projects;
 mod ratelimit;
 mod regions;
 mod restores;
 mod roles;
+mod usage;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +52,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
     pub jobs: crate::jobs::Jobs,
+    pub scheduler: crate::automatic::Scheduler,
     /// Cancelled when the process begins to stop (ends event streams).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -125,6 +128,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(clusters::router())
         .merge(backups::router())
         .merge(restores::router())
+        .merge(policies::router())
+        .merge(usage::router())
         .merge(jobs::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);

@@ -102,7 +102,7 @@ async fn source_and_destination(
         .store
         .get_backup(backup_id)
         .await?
-        .filter(|b| b.cluster_id == cluster_id)
+        .filter(|b| b.cluster_id == cluster_id && b.status != BackupStatus::Deleted)
         .ok_or_else(|| Error::not_found("backup", backup_id))?;
     principal.authorize(
         &backup.project_id,

@@ -42,6 +42,7 @@ pub struct Backup {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -65,10 +66,11 @@ struct BackupRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
 }
 
-const BACKUP_COLUMNS: &str = "id, project_id, cluster_id, cluster_name, region_id, name, seq, backup_type, \
-    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at";
+pub(super) const BACKUP_COLUMNS: &str = "id, project_id, cluster_id, cluster_name, region_id, name, seq, backup_type, \
+    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, deleted_at";
 
 impl TryFrom<BackupRow> for Backup {
     type Error = StoreError;
@@ -98,6 +100,7 @@ impl TryFrom<BackupRow> for Backup {
             created_at: r.created_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            deleted_at: r.deleted_at,
         })
     }
 }
@@ -126,6 +129,9 @@ pub enum CreateBackupError {
     AutoRunning,
     #[error("backup name '{0}' is already used in this cluster")]
     NameTaken(String),
+    /// The job's dedupe key exists: this automatic backup was already started.
+    #[error("this backup was already started")]
+    Duplicate,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -164,6 +170,7 @@ impl Store {
                         "backups_cluster_name_key" => {
                             CreateBackupError::NameTaken(backup.name.clone().unwrap_or_default())
                         }
+                        "jobs_dedupe_key_key" => CreateBackupError::Duplicate,
                         _ => StoreError::Conflict(name).into(),
                     })
                 }
@@ -185,13 +192,16 @@ impl Store {
                                     AND creation_method = 'AUTO' AND status = 'CREATING'";
         let insert = format!(
             "INSERT INTO backups ({BACKUP_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL, NULL) \
              RETURNING {BACKUP_COLUMNS}"
         );
         let selection = serde_json::to_string(&backup.selection).expect("selection serializes");
         let postgres = matches!(self.pool, Pool::Postgres(_));
+        // This transaction reads before it writes: on SQLite it must take the write lock up
+        // front, or two writers deadlock on the upgrade and one fails at once with BUSY.
+        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
         let row: BackupRow = on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await.map_err(StoreError::from)?;
+            let mut tx = p.begin_with(begin).await.map_err(StoreError::from)?;
             let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
                 .bind(&backup.cluster_id)
                 .fetch_one(&mut *tx)
@@ -250,7 +260,7 @@ impl Store {
         filter: &BackupFilter,
         page: Page,
     ) -> StoreResult<(Vec<Backup>, u64)> {
-        const FILTER: &str = "($1 IS NULL OR project_id IN (SELECT value FROM json_array_elements_text(CAST($1 AS json)))) \
+        const FILTER: &str = "status <> 'DELETED' AND ($1 IS NULL OR project_id IN (SELECT value FROM json_array_elements_text(CAST($1 AS json)))) \
              AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR cluster_id = $3) \
              AND ($4 IS NULL OR creation_method = $4) AND ($5 IS NULL OR backup_type = $5) \
              AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at <= $7)";
@@ -366,11 +376,30 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes the row of a backup whose objects are gone.
-    pub async fn delete_backup_row(&self, id: &str) -> StoreResult<bool> {
-        const SQL: &str = "DELETE FROM backups WHERE id = $1 AND status = 'DELETING'";
-        let done =
-            on_pool!(&self.pool, p => sqlx::query(SQL).bind(id).execute(p).await?.rows_affected());
+    /// Marks a DELETING backup DELETED once its objects are gone. The row stays, hidden, so
+    /// the usage report can bill the days it was stored.
+    pub async fn mark_backup_deleted(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        const SQL: &str =
+            "UPDATE backups SET status = 'DELETED', deleted_at = $2, updated_at = $2 \
+                           WHERE id = $1 AND status = 'DELETING'";
+        let done = on_pool!(&self.pool, p => sqlx::query(SQL).bind(id).bind(now).execute(p).await?.rows_affected());
         Ok(done == 1)
     }
+}
+
+/// Runs a backups query bound as ($1 project, $2 from, $3 to).
+pub(super) async fn fetch_backups(
+    store: &Store,
+    sql: &str,
+    project_id: Option<&str>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<Backup>> {
+    let rows: Vec<BackupRow> = on_pool!(&store.pool, p => sqlx::query_as(sql)
+        .bind(project_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(p)
+        .await?);
+    rows.into_iter().map(Backup::try_from).collect()
 }

@@ -260,6 +260,14 @@ impl Store {
         Ok(())
     }
 
+    /// Was a job with this dedupe key ever enqueued?
+    pub async fn job_with_dedupe_key_exists(&self, key: &str) -> StoreResult<bool> {
+        const SQL: &str = "SELECT COUNT(*) FROM jobs WHERE dedupe_key = $1";
+        let n: i64 =
+            on_pool!(&self.pool, p => sqlx::query_scalar(SQL).bind(key).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
     pub async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         let row: Option<JobRow> =

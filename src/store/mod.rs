@@ -20,6 +20,7 @@ macro_rules! on_pool {
 mod backups;
 mod idempotency;
 mod jobs;
+mod policies;
 mod postgres;
 mod records;
 mod sqlite;
@@ -28,6 +29,7 @@ pub use backups::{BackedUpCollection, Backup, BackupFilter, CreateBackupError, N
 use chrono::{DateTime, Utc};
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use jobs::{Job, JobFilter, JobStatus, Lease, NewJob, Outcome, Progress};
+pub use policies::{CrossRegionCopy, Policy};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]

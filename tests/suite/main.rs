@@ -2,6 +2,7 @@
 //! SeaweedFS and Milvus: `scripts/test` starts them and runs this.
 
 mod api;
+mod automatic;
 mod backups;
 mod cli;
 mod clusters;

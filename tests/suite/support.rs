@@ -85,6 +85,8 @@ pub fn test_config(db: &TestDb) -> Config {
     config.server.shutdown_grace_secs = 2;
     config.milvus.probe_timeout_ms = 1500;
     config.milvus.request_timeout_secs = 10;
+    // Tests drive the scheduler with their own clock (`Scheduler::tick`).
+    config.scheduler.enabled = false;
     // Short enough that crash and retry tests finish quickly.
     config.jobs.lease_ms = 1500;
     config.jobs.poll_interval_ms = 200;
@@ -285,15 +287,35 @@ pub async fn seed_output(uri: &str, args: &[&str]) -> String {
 
 /// A Milvus of the test's own (`scripts/milvus-instance`), for tests that stop it or need a
 /// cluster no other test writes to. Stopped on drop.
+///
+/// One at a time per machine (a file lock held for the instance's life, so it holds across
+/// test processes and runners): embedded Milvus instances starting together beside the shared
+/// one were seen to never become ready on a 2-core machine.
 pub struct PrivateMilvus {
     pub uri: String,
     pub storage: String,
     dir: TempDir,
+    _turn: std::fs::File,
 }
 
 impl PrivateMilvus {
     pub async fn start() -> PrivateMilvus {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let turn = tokio::task::spawn_blocking(|| {
+            let path = std::env::temp_dir().join("backstop-private-milvus.lock");
+            let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
+            file.lock().expect("wait for the private Milvus lock");
+            file
+        })
+        .await
+        .unwrap();
+        // Under the run's directory when scripts/test gives one, so its clean-up stops
+        // instances whose test was killed before it could stop them.
+        let parent = std::env::var("BACKSTOP_TEST_RUN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir())
+            .join("private-milvus");
+        std::fs::create_dir_all(&parent).expect("private Milvus parent dir");
+        let dir = tempfile::tempdir_in(&parent).expect("temp dir");
         let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
             .arg("start")
             .arg(dir.path())
@@ -316,6 +338,7 @@ impl PrivateMilvus {
             uri: field("uri"),
             storage: field("storage"),
             dir,
+            _turn: turn,
         };
         // The wrapper's banner can come before the proxy serves gRPC on a busy machine.
         let client = backstop::milvus::MilvusClient::new(

@@ -1,0 +1,394 @@
+//! Automatic backups, retention and usage, driven by the test's own clock through
+//! `Scheduler::tick`. Backup jobs do not run here (workers off): these tests are about which
+//! backups exist and when, not about copying.
+
+use backstop::automatic::Scheduler;
+use backstop::config::Config;
+use backstop::jobs::{Jobs, Registry};
+use backstop::store::Store;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::support::{shared_milvus, Backend, TestApp};
+
+/// A scheduler of its own, as another replica would run it, on the app's database.
+async fn replica(app: &TestApp) -> Scheduler {
+    let store = Store::connect(&app.db.url, 3).await.unwrap();
+    let jobs = Jobs::new(
+        store.clone(),
+        Registry::new(),
+        Config::embedded_default().jobs,
+    );
+    Scheduler::new(store, jobs)
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+}
+
+async fn backups(app: &TestApp, cluster: &str, method: &str) -> Vec<Value> {
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/backups?clusterId={cluster}&creationMethod={method}&pageSize=100"),
+            None,
+        )
+        .await;
+    listed["backups"].as_array().unwrap().clone()
+}
+
+async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let policy_path = format!("/v2/clusters/{cluster}/backups/policy");
+    let key = Some(app.admin_key.as_str());
+
+    // Invalid values are refused with the field named.
+    for (bad, field) in [
+        (
+            json!({"enabled": true, "frequency": "0,8", "startTime": "02:00-04:00", "retentionDays": 3}),
+            "frequency",
+        ),
+        (
+            json!({"enabled": true, "frequency": "1", "startTime": "2am", "retentionDays": 3}),
+            "startTime",
+        ),
+        (
+            json!({"enabled": true, "frequency": "1", "startTime": "02:00-04:00", "retentionDays": 31}),
+            "retentionDays",
+        ),
+        (
+            json!({"enabled": true, "frequency": "1", "startTime": "02:00-04:00"}),
+            "retentionDays",
+        ),
+    ] {
+        let (status, body) = app
+            .call(Method::POST, &policy_path, key, Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(field),
+            "{bad}: {body}"
+        );
+    }
+    let before = app.admin(Method::GET, &policy_path, None).await;
+    assert_eq!(before["status"], "DISABLED");
+
+    // A manual backup is pending; enabling the policy still starts an automatic one at once.
+    let manual = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    let policy = app
+        .admin(
+            Method::POST,
+            &policy_path,
+            Some(json!({"enabled": true, "frequency": "1", "startTime": "02:00-04:00", "retentionDays": 3})),
+        )
+        .await;
+    assert_eq!(policy["status"], "ENABLED");
+    assert_eq!(policy["frequency"], "1");
+    let auto = backups(&app, &cluster, "AUTO").await;
+    assert_eq!(auto.len(), 1, "first automatic backup on enable: {auto:?}");
+    assert_eq!(auto[0]["backupType"], "CLUSTER");
+    assert!(auto[0]["expireTime"].is_string(), "{}", auto[0]);
+
+    // While it is pending, a manual backup is refused, saying why.
+    app.admin(
+        Method::POST,
+        &format!("/v2/jobs/{}/cancel", manual["jobId"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            key,
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("automatic"),
+        "{body}"
+    );
+
+    // Two replicas tick in Monday's window at once: one backup.
+    let (a, b) = (replica(&app).await, replica(&app).await);
+    let monday = at(2026, 11, 30, 2, 30);
+    let (ra, rb) = tokio::join!(a.tick(monday), b.tick(monday));
+    let started = ra.unwrap().started.len() + rb.unwrap().started.len();
+    assert_eq!(started, 1, "one backup per slot across replicas");
+    assert_eq!(
+        a.tick(monday + Duration::minutes(20))
+            .await
+            .unwrap()
+            .started
+            .len(),
+        0
+    );
+    // Not on Tuesday, not outside the window.
+    assert!(a
+        .tick(at(2026, 12, 1, 2, 30))
+        .await
+        .unwrap()
+        .started
+        .is_empty());
+    assert!(a
+        .tick(at(2026, 11, 30, 4, 0))
+        .await
+        .unwrap()
+        .started
+        .is_empty());
+    assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 2);
+
+    // The service was down through the next Monday's window: reported, not taken.
+    let late = a.tick(at(2026, 12, 7, 5, 0)).await.unwrap();
+    assert!(late.started.is_empty());
+    assert!(
+        late.missed.contains(&(
+            cluster.clone(),
+            NaiveDate::from_ymd_opt(2026, 12, 7).unwrap()
+        )),
+        "{late:?}"
+    );
+    // Back within the following window: taken.
+    let back = a.tick(at(2026, 12, 14, 3, 59)).await.unwrap();
+    assert_eq!(back.started.len(), 1, "{back:?}");
+    assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 3);
+
+    // Disabled: nothing more.
+    app.admin(Method::POST, &policy_path, Some(json!({"enabled": false})))
+        .await;
+    assert!(a
+        .tick(at(2026, 12, 21, 2, 30))
+        .await
+        .unwrap()
+        .started
+        .is_empty());
+}
+
+async fn retention_deletes_only_automatic_backups(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let other = app
+        .register_cluster(&project, "other", &milvus.uri, &milvus.storage)
+        .await;
+    for c in [&cluster, &other] {
+        app.admin(
+            Method::POST,
+            &format!("/v2/clusters/{c}/backups/policy"),
+            Some(json!({"enabled": true, "frequency": "1,2,3,4,5,6,7", "startTime": "00:00-01:00", "retentionDays": 2})),
+        )
+        .await;
+    }
+    // The automatic backups end (canceled before they ran); a manual one too.
+    for c in [&cluster, &other] {
+        let auto = backups(&app, c, "AUTO").await;
+        app.admin(
+            Method::POST,
+            &format!("/v2/jobs/{}/cancel", auto[0]["jobId"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    }
+    let manual = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    app.admin(
+        Method::POST,
+        &format!("/v2/jobs/{}/cancel", manual["jobId"].as_str().unwrap()),
+        None,
+    )
+    .await;
+
+    // Not yet expired.
+    let sweeper = replica(&app).await;
+    assert!(sweeper
+        .tick(Utc::now() + Duration::days(1))
+        .await
+        .unwrap()
+        .expired
+        .is_empty());
+    // Expired: the automatic backups go, the manual one stays.
+    let report = sweeper.tick(Utc::now() + Duration::days(3)).await.unwrap();
+    assert_eq!(report.expired.len(), 2, "{report:?}");
+    for c in [&cluster, &other] {
+        let auto = backups(&app, c, "AUTO").await;
+        assert_eq!(auto[0]["status"], "DELETING", "{auto:?}");
+    }
+    let kept = backups(&app, &cluster, "MANUAL").await;
+    assert_eq!(kept[0]["status"], "CANCELED", "{kept:?}");
+
+    // Deleting a cluster deletes its automatic backups, the one still pending too (canceled,
+    // then swept), and keeps its manual ones.
+    app.admin(
+        Method::POST,
+        &format!("/v2/clusters/{other}/backups/create"),
+        Some(json!({"backupType": "CLUSTER"})),
+    )
+    .await;
+    let second_auto = sweeper
+        .start_auto_backup(
+            &app_policy(&app, &other).await,
+            &format!("auto:{other}:test"),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .expect("started");
+    app.admin(Method::DELETE, &format!("/v2/clusters/{other}"), None)
+        .await;
+    sweeper.tick(Utc::now()).await.unwrap();
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/backups?clusterId={other}&pageSize=100"),
+            None,
+        )
+        .await;
+    let statuses: Vec<(String, String)> = listed["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["creationMethod"].as_str().unwrap().to_owned(),
+                b["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .any(|(m, s)| m == "MANUAL" && s != "DELETING"),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|(m, _)| m == "AUTO")
+            .all(|(_, s)| s == "DELETING"),
+        "{statuses:?}"
+    );
+    assert!(listed.to_string().contains(&second_auto.id));
+}
+
+async fn app_policy(app: &TestApp, cluster: &str) -> backstop::store::Policy {
+    let store = Store::connect(&app.db.url, 1).await.unwrap();
+    store.get_policy(cluster).await.unwrap().expect("policy")
+}
+
+/// 2 GB kept 44 days and 6 hours is billed as 45 days at the region's price.
+async fn usage_bills_started_days_with_a_minimum_of_one(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.jobs.enabled = false;
+        c.regions[0].price_per_gb_month = 0.3;
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    let backup_id = created["backupId"].as_str().unwrap();
+    // The copy itself is not the point here: record the backup as made 50 days ago with 2 GB
+    // and deleted 44 days 6 hours later.
+    let store = Store::connect(&app.db.url, 1).await.unwrap();
+    assert!(store
+        .complete_backup(backup_id, 2_000_000_000, &[], Utc::now())
+        .await
+        .unwrap());
+    let created_at = Utc::now() - Duration::days(50);
+    let deleted_at = created_at + Duration::days(44) + Duration::hours(6);
+    let backdate =
+        "UPDATE backups SET created_at = $1, deleted_at = $2, status = 'DELETED' WHERE id = $3";
+    match store.pool() {
+        backstop::store::Pool::Postgres(p) => {
+            let q = sqlx::query(backdate).bind(created_at).bind(deleted_at);
+            q.bind(backup_id).execute(p).await.unwrap();
+        }
+        backstop::store::Pool::Sqlite(p) => {
+            let q = sqlx::query(backdate).bind(created_at).bind(deleted_at);
+            q.bind(backup_id).execute(p).await.unwrap();
+        }
+    }
+    let end = Utc::now();
+    let usage = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/v2/usage/backups?projectId={project}&startTime={}&endTime={}",
+                urlencode(created_at - Duration::days(1)),
+                urlencode(end)
+            ),
+            None,
+        )
+        .await;
+    let region = &usage["regions"][0];
+    assert_eq!(region["regionId"], "local");
+    let line = &region["backups"][0];
+    assert_eq!(line["backupId"], backup_id);
+    assert_eq!(line["days"], 45, "{usage}");
+    assert!(
+        (line["gbDays"].as_f64().unwrap() - 90.0).abs() < 1e-9,
+        "{usage}"
+    );
+    assert!(
+        (line["cost"].as_f64().unwrap() - 0.9).abs() < 1e-9,
+        "{usage}"
+    );
+    assert!((usage["totalCost"].as_f64().unwrap() - 0.9).abs() < 1e-9);
+
+    // A few minutes still bill one day.
+    let created_at = deleted_at - Duration::minutes(10);
+    let short = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/v2/usage/backups?startTime={}&endTime={}",
+                urlencode(created_at),
+                urlencode(created_at + Duration::minutes(5))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(short["regions"][0]["backups"][0]["days"], 1, "{short}");
+}
+
+fn urlencode(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .replace(':', "%3A")
+        .replace('+', "%2B")
+}
+
+on_both_backends!(
+    scheduler_takes_each_slot_once_on_chosen_days,
+    retention_deletes_only_automatic_backups,
+    usage_bills_started_days_with_a_minimum_of_one,
+);
