@@ -146,16 +146,10 @@ impl BackupHandler {
         layout: &BackupLayout,
         err: JobError,
     ) -> Result<(), JobError> {
-        let canceled = matches!(err, JobError::Stopped(Stop::Canceled))
-            || matches!(ctx.checkpoint(), Err(Stop::Canceled));
-        let last = match &err {
-            JobError::Permanent(_) => true,
-            JobError::Retryable(_) => ctx.job().attempts >= ctx.job().max_attempts,
-            JobError::Stopped(_) => false,
-        };
-        if !canceled && !last {
+        if !ctx.ends_with(&err) {
             return Err(err);
         }
+        let canceled = ctx.is_canceled(&err);
         if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
             tracing::warn!(error = %e, "could not remove the objects of an unfinished backup");
             return Err(storage_error(
@@ -197,9 +191,7 @@ impl BackupHandler {
                     backup.cluster_id
                 ))
             })?;
-        let timeout = Duration::from_secs(services.config.milvus.request_timeout_secs);
-        let client = clusters::milvus_client(&cluster, &services.secrets, timeout)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = services.milvus_for(&cluster)?;
         let source = clusters::binlog_store(&cluster, &services.secrets)
             .map_err(|e| JobError::Permanent(e.to_string()))?;
 
@@ -354,7 +346,7 @@ async fn report_progress(copier: Copier, stop: CancellationToken) {
         if copier.ctx.progress(progress).await.is_err() {
             break;
         }
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             save_copied(&copier).await;
         }
     }

@@ -47,6 +47,17 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
 }
 
 impl Services {
+    /// A client for `cluster`'s Milvus with the configured request deadline. An unusable
+    /// cluster record (credentials that do not open) will not get better by retrying.
+    pub fn milvus_for(
+        &self,
+        cluster: &crate::store::Cluster,
+    ) -> Result<crate::milvus::MilvusClient, JobError> {
+        let timeout = std::time::Duration::from_secs(self.config.milvus.request_timeout_secs);
+        crate::clusters::milvus_client(cluster, &self.secrets, timeout)
+            .map_err(|e| JobError::Permanent(e.to_string()))
+    }
+
     /// The storage of the backup's region. A region removed from the configuration while
     /// backups still live there is an operator's error: the job says so and does not retry.
     fn region_storage(&self, backup: &Backup) -> Result<DynObjectStore, JobError> {

@@ -176,6 +176,26 @@ impl JobContext {
         }
     }
 
+    /// Will the job end with `err`, so the handler must undo what it wrote now? True when it
+    /// was canceled, or `err` will not be retried (permanent, or the last attempt). False for
+    /// shutdowns and lost leases: another attempt resumes the work.
+    pub fn ends_with(&self, err: &JobError) -> bool {
+        let canceled = matches!(err, JobError::Stopped(Stop::Canceled))
+            || matches!(self.checkpoint(), Err(Stop::Canceled));
+        canceled
+            || match err {
+                JobError::Permanent(_) => true,
+                JobError::Retryable(_) => self.job.attempts >= self.job.max_attempts,
+                JobError::Stopped(_) => false,
+            }
+    }
+
+    /// Canceled by a user (as opposed to failed)?
+    pub fn is_canceled(&self, err: &JobError) -> bool {
+        matches!(err, JobError::Stopped(Stop::Canceled))
+            || matches!(self.checkpoint(), Err(Stop::Canceled))
+    }
+
     /// Resolves when the job must stop; for `select!` around long waits.
     pub async fn stopped(&self) -> Stop {
         tokio::select! {

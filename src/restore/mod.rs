@@ -106,9 +106,7 @@ impl JobHandler for RestoreHandler {
                     plan.dest_cluster_id
                 ))
             })?;
-        let timeout = Duration::from_secs(services.config.milvus.request_timeout_secs);
-        let client = clusters::milvus_client(&dest, &services.secrets, timeout)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = services.milvus_for(&dest)?;
         let stage_root =
             match clusters::storage_of(&dest) {
                 Ok(ClusterStorage::Local { path }) => path,
@@ -145,14 +143,7 @@ impl JobHandler for RestoreHandler {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        let canceled = matches!(err, JobError::Stopped(Stop::Canceled))
-            || matches!(ctx.checkpoint(), Err(Stop::Canceled));
-        let last = match &err {
-            JobError::Permanent(_) => true,
-            JobError::Retryable(_) => ctx.job().attempts >= ctx.job().max_attempts,
-            JobError::Stopped(_) => false,
-        };
-        if canceled || last {
+        if ctx.ends_with(&err) {
             let created: SavedState = self.created(&ctx).await;
             for (db, name) in &created.created {
                 if let Err(e) = client.drop_collection(db, name).await {
