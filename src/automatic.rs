@@ -112,6 +112,26 @@ impl Scheduler {
                 report.expired.push(backup_id);
             }
         }
+        for (backup_id, region_id) in self.store.expired_copies(now).await? {
+            let Some(backup) = self.store.get_backup(&backup_id).await? else {
+                continue;
+            };
+            let mut job = self.jobs.new_job(
+                &backup.project_id,
+                DELETE_BACKUP_JOB,
+                serde_json::json!({ "regionId": region_id }),
+            );
+            job.backup_id = Some(backup_id.clone());
+            job.cluster_id = Some(backup.cluster_id.clone());
+            if self
+                .store
+                .start_copy_deletion(&backup_id, &region_id, &job, now)
+                .await?
+            {
+                self.jobs.enqueued();
+                report.expired.push(format!("{backup_id}@{region_id}"));
+            }
+        }
         Ok(report)
     }
 
@@ -138,6 +158,14 @@ impl Scheduler {
             creation_method: CreationMethod::Auto,
             selection: Vec::new(),
             expire_at: Some(now + chrono::Duration::days(policy.retention_days)),
+            copy_regions: policy
+                .cross_region_copies
+                .iter()
+                .map(|c| crate::domain::backups::CopyRequest {
+                    region_id: c.region_id.clone(),
+                    retention_days: Some(c.retention_days),
+                })
+                .collect(),
         };
         let mut job = self
             .jobs

@@ -17,6 +17,8 @@ CREATE TABLE backups (
     selection        TEXT NOT NULL,
     -- JSON: per collection, once the backup is AVAILABLE ([{dbName, collectionName, ...}]).
     collections      TEXT,
+    -- JSON: regions to copy the backup to once AVAILABLE ([{regionId, retentionDays?}]).
+    copy_regions     TEXT NOT NULL DEFAULT '[]',
     size             BIGINT NOT NULL,
     job_id           TEXT,
     reason           TEXT,
@@ -40,3 +42,18 @@ CREATE UNIQUE INDEX backups_one_manual_creating ON backups (cluster_id)
     WHERE creation_method = 'MANUAL' AND status = 'CREATING';
 CREATE INDEX backups_project_created_idx ON backups (project_id, created_at DESC);
 CREATE INDEX backups_cluster_created_idx ON backups (cluster_id, created_at DESC);
+
+-- Copies of a backup in other regions (crossRegionCopies): same keys, another region's storage.
+CREATE TABLE backup_copies (
+    backup_id    TEXT NOT NULL REFERENCES backups (id),
+    region_id    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    job_id       TEXT,
+    reason       TEXT,
+    expire_at    TIMESTAMPTZ,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL,
+    CONSTRAINT backup_copies_pkey PRIMARY KEY (backup_id, region_id),
+    CONSTRAINT backup_copies_status_check CHECK (status IN ('CREATING', 'AVAILABLE', 'FAILED', 'DELETING'))
+);

@@ -25,7 +25,7 @@ use super::manifest::{
 };
 use super::{delete_prefix, storage_error, Services};
 use crate::clusters;
-use crate::domain::backups::{BackupLayout, BackupStatus, BackupType};
+use crate::domain::backups::{BackupLayout, BackupStatus, BackupType, COPY_BACKUP_JOB};
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
@@ -289,9 +289,30 @@ impl BackupHandler {
                 loaded: c.description.loaded,
             })
             .collect();
+        let copies: Vec<_> = backup
+            .copy_regions
+            .iter()
+            .map(|copy| {
+                let mut job = services.new_job(
+                    &backup.project_id,
+                    COPY_BACKUP_JOB,
+                    serde_json::json!({ "regionId": copy.region_id }),
+                );
+                job.cluster_id = Some(backup.cluster_id.clone());
+                job.backup_id = Some(backup.id.clone());
+                job.dedupe_key = Some(format!("copy:{}:{}", backup.id, copy.region_id));
+                (copy.clone(), job)
+            })
+            .collect();
         let completed = services
             .store
-            .complete_backup(&backup.id, manifest.size as i64, &collections, Utc::now())
+            .complete_backup(
+                &backup.id,
+                manifest.size as i64,
+                &collections,
+                &copies,
+                Utc::now(),
+            )
             .await
             .map_err(database_error)?;
         if !completed {

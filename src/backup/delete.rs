@@ -1,5 +1,6 @@
-//! The `DELETE_BACKUP` job: removes every object of a DELETING backup, then its row. Safe to
-//! run again after a crash: deleting what is already gone is not an error.
+//! The `DELETE_BACKUP` job: removes every object of a DELETING backup (its cross-region copies
+//! too), then marks it DELETED. With `{"regionId"}` in its payload it removes one expired copy
+//! only. Safe to run again after a crash: deleting what is already gone is not an error.
 
 use async_trait::async_trait;
 
@@ -10,6 +11,30 @@ use crate::store::Progress;
 
 pub struct DeleteBackupHandler {
     pub(super) services: Services,
+}
+
+impl DeleteBackupHandler {
+    /// Removes a backup's objects from one region: the manifest first, so whatever a crash
+    /// leaves behind is no backup, only garbage.
+    async fn delete_objects(
+        &self,
+        region_id: &str,
+        layout: &BackupLayout,
+    ) -> Result<u64, JobError> {
+        let storage = self
+            .services
+            .regions
+            .get(region_id)
+            .map(|r| r.storage.clone())
+            .ok_or_else(|| JobError::Permanent(format!("region {region_id} is not configured")))?;
+        storage
+            .delete_many(&[layout.manifest()])
+            .await
+            .map_err(|e| storage_error("deleting the backup's manifest", e))?;
+        delete_prefix(storage.as_ref(), layout.prefix())
+            .await
+            .map_err(|e| storage_error("deleting the backup's objects", e))
+    }
 }
 
 #[async_trait]
@@ -26,6 +51,18 @@ impl JobHandler for DeleteBackupHandler {
             .get_backup(&backup_id)
             .await
             .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        if let Some(region_id) = ctx.job().payload.get("regionId").and_then(|r| r.as_str()) {
+            // One copy only.
+            if let Some(backup) = &backup {
+                let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+                self.delete_objects(region_id, &layout).await?;
+            }
+            store
+                .delete_copy_row(&backup_id, region_id)
+                .await
+                .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+            return Ok(());
+        }
         let Some(backup) = backup.filter(|b| b.status != BackupStatus::Deleted) else {
             return Ok(()); // an earlier attempt finished
         };
@@ -41,16 +78,19 @@ impl JobHandler for DeleteBackupHandler {
             ..Progress::default()
         })
         .await?;
-        let storage = self.services.region_storage(&backup)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-        // The manifest first: whatever a crash leaves behind is then no backup, only garbage.
-        storage
-            .delete_many(&[layout.manifest()])
+        let copies = store
+            .list_copies(&backup.id)
             .await
-            .map_err(|e| storage_error("deleting the backup's manifest", e))?;
-        let deleted = delete_prefix(storage.as_ref(), layout.prefix())
-            .await
-            .map_err(|e| storage_error("deleting the backup's objects", e))?;
+            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        for copy in copies {
+            self.delete_objects(&copy.region_id, &layout).await?;
+            store
+                .delete_copy_row(&backup.id, &copy.region_id)
+                .await
+                .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        }
+        let deleted = self.delete_objects(&backup.region_id, &layout).await?;
         store
             .mark_backup_deleted(&backup.id, chrono::Utc::now())
             .await

@@ -5,16 +5,17 @@ mod copy;
 mod create;
 mod delete;
 pub mod manifest;
+mod replicate;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::crypto::SecretBox;
-use crate::domain::backups::{BACKUP_JOB, DELETE_BACKUP_JOB};
+use crate::domain::backups::{BACKUP_JOB, COPY_BACKUP_JOB, DELETE_BACKUP_JOB};
 use crate::jobs::{JobError, Registry};
 use crate::objects::{self, DynObjectStore, ObjectError};
 use crate::regions::Regions;
-use crate::store::{Backup, Store};
+use crate::store::{Backup, NewJob, Store};
 
 pub use create::{BackupHandler, CollectionMeta};
 pub use delete::DeleteBackupHandler;
@@ -44,9 +45,21 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
                 services: services.clone(),
             },
         )
+        .register(
+            COPY_BACKUP_JOB,
+            replicate::CopyBackupHandler {
+                services: services.clone(),
+            },
+        )
 }
 
 impl Services {
+    /// A job due now with the configured attempt limit (as `Jobs::new_job`, for handlers that
+    /// enqueue follow-up work inside their own transaction).
+    pub fn new_job(&self, project_id: &str, job_type: &str, payload: serde_json::Value) -> NewJob {
+        NewJob::due_now(project_id, job_type, payload, self.config.jobs.max_attempts)
+    }
+
     /// A client for `cluster`'s Milvus with the configured request deadline. An unusable
     /// cluster record (credentials that do not open) will not get better by retrying.
     pub fn milvus_for(

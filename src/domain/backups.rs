@@ -61,6 +61,55 @@ text_enum!(
 /// Job types of the backup work.
 pub const BACKUP_JOB: &str = "BACKUP";
 pub const DELETE_BACKUP_JOB: &str = "DELETE_BACKUP";
+pub const COPY_BACKUP_JOB: &str = "COPY_BACKUP";
+
+/// A region a backup is copied to once AVAILABLE (`crossRegionCopies`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyRequest {
+    pub region_id: String,
+    /// Days the copy is kept (automatic backups); manual backups' copies stay until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+}
+
+/// Copy targets, checked: known regions, not the backup's own, each once.
+pub fn validate_copies(
+    copies: &[CopyRequest],
+    own_region: &str,
+    known: &[&str],
+) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, copy) in copies.iter().enumerate() {
+        if !known.contains(&copy.region_id.as_str()) {
+            return Err(format!(
+                "crossRegionCopies[{i}].regionId '{}' is not a configured region; use one of: {}",
+                copy.region_id,
+                known.join(", ")
+            ));
+        }
+        if copy.region_id == own_region {
+            return Err(format!(
+                "crossRegionCopies[{i}].regionId '{own_region}' is the cluster's own region, \
+                 where the backup is stored anyway"
+            ));
+        }
+        if !seen.insert(&copy.region_id) {
+            return Err(format!(
+                "crossRegionCopies names region '{}' twice",
+                copy.region_id
+            ));
+        }
+        if let Some(days) = copy.retention_days {
+            if !(1..=30).contains(&days) {
+                return Err(format!(
+                    "crossRegionCopies[{i}].retentionDays is {days}; use 1 to 30"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Collections of one database a COLLECTION backup asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -23,6 +23,9 @@ pub struct RestoreTarget {
 #[serde(rename_all = "camelCase")]
 pub struct RestorePlan {
     pub dest_cluster_id: String,
+    /// The region whose copy of the backup is read (the backup's own, or a cross-region copy
+    /// in the destination's region).
+    pub source_region_id: String,
     pub targets: Vec<RestoreTarget>,
 }
 

@@ -18,8 +18,8 @@ use crate::auth::Principal;
 use crate::clusters;
 use crate::domain::access::Privilege;
 use crate::domain::backups::{
-    validate_selection, BackupStatus, BackupType, CreationMethod, DbCollections, BACKUP_JOB,
-    DELETE_BACKUP_JOB,
+    validate_copies, validate_selection, BackupStatus, BackupType, CopyRequest, CreationMethod,
+    DbCollections, BACKUP_JOB, DELETE_BACKUP_JOB,
 };
 use crate::domain::names;
 use crate::error::Error;
@@ -42,9 +42,9 @@ pub struct CreateBackup {
     db_collections: Vec<DbCollections>,
     /// Default: `<clusterName>_backup<N>`.
     backup_name: Option<String>,
-    /// Copies into other regions (not available yet: refused with 90422 when not empty).
+    /// Other regions to copy the backup to once it is AVAILABLE (kept until deleted).
     #[serde(default)]
-    cross_region_copies: Vec<serde_json::Value>,
+    cross_region_copies: Vec<CopyRequest>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,10 +97,24 @@ pub struct DbInBackup {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct CopyView {
+    region_id: String,
+    status: BackupStatus,
+    size: i64,
+    expire_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    job_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct BackupDetails {
     #[serde(flatten)]
     backup: BackupView,
     db_collections: Vec<DbInBackup>,
+    /// Copies in other regions (`crossRegionCopies`), each with its own status.
+    copies: Vec<CopyView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -288,9 +302,20 @@ async fn create_backup(
             cluster.plan.as_str()
         )));
     }
-    if !body.cross_region_copies.is_empty() {
-        return Err(Error::Unprocessable(
-            "crossRegionCopies is not available yet; create the backup without it".to_owned(),
+    validate_copies(
+        &body.cross_region_copies,
+        &cluster.region_id,
+        &state.regions.ids(),
+    )
+    .map_err(Error::invalid)?;
+    if body
+        .cross_region_copies
+        .iter()
+        .any(|c| c.retention_days.is_some())
+    {
+        return Err(Error::invalid(
+            "crossRegionCopies[].retentionDays is for automatic backups (the policy); copies of a \
+             manual backup are kept until it is deleted",
         ));
     }
     if body.backup_type == BackupType::Collection {
@@ -306,6 +331,7 @@ async fn create_backup(
         creation_method: CreationMethod::Manual,
         selection: body.db_collections,
         expire_at: None,
+        copy_regions: body.cross_region_copies,
     };
     let mut job = state
         .jobs
@@ -420,9 +446,24 @@ async fn describe_backup(
         Privilege::BackupRead,
     )
     .await?;
+    let copies = state
+        .store
+        .list_copies(&backup.id)
+        .await?
+        .into_iter()
+        .map(|c| CopyView {
+            region_id: c.region_id,
+            status: c.status,
+            size: c.size,
+            expire_time: c.expire_at,
+            reason: c.reason,
+            job_id: c.job_id,
+        })
+        .collect();
     Ok(ok(BackupDetails {
         db_collections: db_collections(&backup),
         backup: BackupView::from(&backup),
+        copies,
     }))
 }
 

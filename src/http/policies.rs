@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::clusters::visible_cluster;
 use super::{ok, ApiJson, ApiPath, ApiResult, AppState, Auth};
 use crate::domain::access::Privilege;
+use crate::domain::backups::{validate_copies, CopyRequest};
 use crate::domain::schedule::{validate_retention_days, Frequency, Window};
 use crate::error::Error;
 use crate::store::{CrossRegionCopy, Plan, Policy};
@@ -30,7 +31,7 @@ pub struct SetPolicy {
     start_time: Option<String>,
     /// 1–30. Required when enabling.
     retention_days: Option<i64>,
-    /// Not available yet: refused with 90422 when not empty.
+    /// Regions each automatic backup is copied to, with their own retention.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     cross_region_copies: Vec<CrossRegionCopy>,
@@ -126,11 +127,15 @@ async fn set_policy(
         (None, _) if body.enabled => return Err(required("retentionDays")),
         (None, _) => 7,
     };
-    if !body.cross_region_copies.is_empty() {
-        return Err(Error::Unprocessable(
-            "crossRegionCopies is not available yet; set the policy without it".to_owned(),
-        ));
-    }
+    let copies: Vec<CopyRequest> = body
+        .cross_region_copies
+        .iter()
+        .map(|c| CopyRequest {
+            region_id: c.region_id.clone(),
+            retention_days: Some(c.retention_days),
+        })
+        .collect();
+    validate_copies(&copies, &cluster.region_id, &state.regions.ids()).map_err(Error::invalid)?;
     let now = Utc::now();
     let newly_enabled = body.enabled && !previous.as_ref().is_some_and(|p| p.enabled);
     let policy = Policy {
@@ -140,7 +145,7 @@ async fn set_policy(
         frequency,
         window,
         retention_days,
-        cross_region_copies: Vec::new(),
+        cross_region_copies: body.cross_region_copies,
         enabled_at: if newly_enabled {
             Some(now)
         } else {

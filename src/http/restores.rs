@@ -134,11 +134,15 @@ async fn source_and_destination(
         )));
     }
     if dest.region_id != backup.region_id {
-        return Err(Error::Unprocessable(format!(
-            "backup {backup_id} is stored in region {}, cluster {dest_cluster_id} is in region {}; \
-             a restore needs a copy of the backup in the destination's region",
-            backup.region_id, dest.region_id
-        )));
+        let copy = state.store.get_copy(&backup.id, &dest.region_id).await?;
+        if copy.is_none_or(|c| c.status != BackupStatus::Available) {
+            return Err(Error::Unprocessable(format!(
+                "backup {backup_id} is stored in region {}, cluster {dest_cluster_id} is in region {}; \
+                 a restore needs an AVAILABLE copy of the backup in the destination's region \
+                 (crossRegionCopies)",
+                backup.region_id, dest.region_id
+            )));
+        }
     }
     if matches!(clusters::storage_of(&dest), Ok(ClusterStorage::S3 { .. })) {
         return Err(Error::Unprocessable(format!(
@@ -207,8 +211,10 @@ async fn enqueue(
     targets: Vec<RestoreTarget>,
 ) -> Result<String, Error> {
     check_destinations_free(state, dest, &targets).await?;
+    // Read from the destination's region: the backup itself, or its copy there.
     let plan = RestorePlan {
         dest_cluster_id: dest.id.clone(),
+        source_region_id: dest.region_id.clone(),
         targets,
     };
     let mut job = state.jobs.new_job(

@@ -84,17 +84,7 @@ impl Jobs {
 
     /// A job to enqueue with the configured attempt limit, due now.
     pub fn new_job(&self, project_id: &str, job_type: &str, payload: serde_json::Value) -> NewJob {
-        NewJob {
-            id: crate::domain::ids::new_job_id(),
-            project_id: project_id.to_owned(),
-            job_type: job_type.to_owned(),
-            cluster_id: None,
-            backup_id: None,
-            payload,
-            max_attempts: self.config.max_attempts,
-            run_after: Utc::now(),
-            dedupe_key: None,
-        }
+        NewJob::due_now(project_id, job_type, payload, self.config.max_attempts)
     }
 
     /// Commits the job, then wakes workers here (other processes by NOTIFY at commit).

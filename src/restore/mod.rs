@@ -193,10 +193,13 @@ impl RestoreHandler {
             })?;
         let storage: DynObjectStore = services
             .regions
-            .get(&backup.region_id)
+            .get(&plan.source_region_id)
             .map(|r| r.storage.clone())
             .ok_or_else(|| {
-                JobError::Permanent(format!("region {} is not configured", backup.region_id))
+                JobError::Permanent(format!(
+                    "region {} is not configured",
+                    plan.source_region_id
+                ))
             })?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
         let manifest = Manifest::from_json(

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::jobs::{insert_job_in, NewJob};
 use super::{conflict_or, from_json, Page, Pool, Store, StoreError, StoreResult, Visible};
-use crate::domain::backups::{BackupStatus, BackupType, CreationMethod, DbCollections};
+use crate::domain::backups::{
+    BackupStatus, BackupType, CopyRequest, CreationMethod, DbCollections,
+};
 
 /// Per collection, what an AVAILABLE backup holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +45,8 @@ pub struct Backup {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Regions to copy to once AVAILABLE.
+    pub copy_regions: Vec<CopyRequest>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,10 +71,11 @@ struct BackupRow {
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     deleted_at: Option<DateTime<Utc>>,
+    copy_regions: String,
 }
 
 pub(super) const BACKUP_COLUMNS: &str = "id, project_id, cluster_id, cluster_name, region_id, name, seq, backup_type, \
-    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, deleted_at";
+    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, deleted_at, copy_regions";
 
 impl TryFrom<BackupRow> for Backup {
     type Error = StoreError;
@@ -101,6 +106,51 @@ impl TryFrom<BackupRow> for Backup {
             updated_at: r.updated_at,
             finished_at: r.finished_at,
             deleted_at: r.deleted_at,
+            copy_regions: from_json("backups.copy_regions", &r.copy_regions)?,
+        })
+    }
+}
+
+/// A copy of a backup in another region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupCopy {
+    pub backup_id: String,
+    pub region_id: String,
+    pub status: BackupStatus,
+    pub size: i64,
+    pub job_id: Option<String>,
+    pub reason: Option<String>,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CopyRow {
+    backup_id: String,
+    region_id: String,
+    status: String,
+    size: i64,
+    job_id: Option<String>,
+    reason: Option<String>,
+    expire_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+const COPY_COLUMNS: &str =
+    "backup_id, region_id, status, size, job_id, reason, expire_at, created_at";
+
+impl TryFrom<CopyRow> for BackupCopy {
+    type Error = StoreError;
+    fn try_from(r: CopyRow) -> StoreResult<BackupCopy> {
+        Ok(BackupCopy {
+            status: r.status.parse().map_err(StoreError::Corrupt)?,
+            backup_id: r.backup_id,
+            region_id: r.region_id,
+            size: r.size,
+            job_id: r.job_id,
+            reason: r.reason,
+            expire_at: r.expire_at,
+            created_at: r.created_at,
         })
     }
 }
@@ -118,6 +168,7 @@ pub struct NewBackup {
     pub creation_method: CreationMethod,
     pub selection: Vec<DbCollections>,
     pub expire_at: Option<DateTime<Utc>>,
+    pub copy_regions: Vec<CopyRequest>,
 }
 
 /// Why a backup could not be recorded, in terms of the task rules.
@@ -192,10 +243,11 @@ impl Store {
                                     AND creation_method = 'AUTO' AND status = 'CREATING'";
         let insert = format!(
             "INSERT INTO backups ({BACKUP_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL, NULL) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL, NULL, $14) \
              RETURNING {BACKUP_COLUMNS}"
         );
         let selection = serde_json::to_string(&backup.selection).expect("selection serializes");
+        let copies = serde_json::to_string(&backup.copy_regions).expect("copies serialize");
         let postgres = matches!(self.pool, Pool::Postgres(_));
         // This transaction reads before it writes: on SQLite it must take the write lock up
         // front, or two writers deadlock on the upgrade and one fails at once with BUSY.
@@ -236,6 +288,7 @@ impl Store {
                 .bind(&job.id)
                 .bind(backup.expire_at)
                 .bind(now)
+                .bind(&copies)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(conflict_or)?;
@@ -303,27 +356,129 @@ impl Store {
         Ok((backups, total as u64))
     }
 
-    /// Marks a CREATING backup AVAILABLE with what it holds. False when it is no longer
-    /// CREATING (e.g. deleted meanwhile).
+    /// Marks a CREATING backup AVAILABLE with what it holds and, in the same transaction,
+    /// records its cross-region copies and enqueues their jobs (so a crash cannot lose them).
+    /// False when it is no longer CREATING (e.g. deleted meanwhile).
     pub async fn complete_backup(
         &self,
         id: &str,
         size: i64,
         collections: &[BackedUpCollection],
+        copies: &[(CopyRequest, NewJob)],
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         const SQL: &str = "UPDATE backups SET status = 'AVAILABLE', size = $2, collections = $3, \
                            reason = NULL, finished_at = $4, updated_at = $4 WHERE id = $1 AND status = 'CREATING'";
+        const COPY: &str = "INSERT INTO backup_copies (backup_id, region_id, status, size, job_id, reason, expire_at, created_at, updated_at) \
+                            VALUES ($1, $2, 'CREATING', 0, $3, NULL, $4, $5, $5)";
         let text = serde_json::to_string(collections).expect("collections serialize");
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(SQL)
+                .bind(id)
+                .bind(size)
+                .bind(&text)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done != 1 {
+                return Ok(false);
+            }
+            for (copy, job) in copies {
+                let expire_at = copy.retention_days.map(|d| now + chrono::Duration::days(d));
+                sqlx::query(COPY)
+                    .bind(id)
+                    .bind(&copy.region_id)
+                    .bind(&job.id)
+                    .bind(expire_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_or)?;
+                insert_job_in!(&mut *tx, job, now, postgres);
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    pub async fn list_copies(&self, backup_id: &str) -> StoreResult<Vec<BackupCopy>> {
+        let sql = format!(
+            "SELECT {COPY_COLUMNS} FROM backup_copies WHERE backup_id = $1 ORDER BY region_id"
+        );
+        let rows: Vec<CopyRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(&sql).bind(backup_id).fetch_all(p).await?);
+        rows.into_iter().map(BackupCopy::try_from).collect()
+    }
+
+    pub async fn get_copy(
+        &self,
+        backup_id: &str,
+        region_id: &str,
+    ) -> StoreResult<Option<BackupCopy>> {
+        let sql = format!(
+            "SELECT {COPY_COLUMNS} FROM backup_copies WHERE backup_id = $1 AND region_id = $2"
+        );
+        let row: Option<CopyRow> = on_pool!(&self.pool, p => sqlx::query_as(&sql).bind(backup_id).bind(region_id).fetch_optional(p).await?);
+        row.map(BackupCopy::try_from).transpose()
+    }
+
+    /// Ends a CREATING copy as AVAILABLE (with its size) or FAILED (with a reason).
+    pub async fn finish_copy(
+        &self,
+        backup_id: &str,
+        region_id: &str,
+        status: BackupStatus,
+        size: i64,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str =
+            "UPDATE backup_copies SET status = $3, size = $4, reason = $5, updated_at = $6 \
+                           WHERE backup_id = $1 AND region_id = $2 AND status = 'CREATING'";
         let done = on_pool!(&self.pool, p => sqlx::query(SQL)
-            .bind(id)
-            .bind(size)
-            .bind(&text)
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected());
+            .bind(backup_id).bind(region_id).bind(status.as_str()).bind(size).bind(reason).bind(now)
+            .execute(p).await?.rows_affected());
         Ok(done == 1)
+    }
+
+    /// Marks one finished copy DELETING and enqueues its delete job, in one transaction.
+    pub async fn start_copy_deletion(
+        &self,
+        backup_id: &str,
+        region_id: &str,
+        job: &NewJob,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE backup_copies SET status = 'DELETING', job_id = $3, updated_at = $4 \
+                           WHERE backup_id = $1 AND region_id = $2 AND status IN ('AVAILABLE', 'FAILED')";
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(SQL).bind(backup_id).bind(region_id).bind(&job.id).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if done == 0 {
+                return Ok(false);
+            }
+            insert_job_in!(&mut *tx, job, now, postgres);
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    pub async fn delete_copy_row(&self, backup_id: &str, region_id: &str) -> StoreResult<()> {
+        const SQL: &str = "DELETE FROM backup_copies WHERE backup_id = $1 AND region_id = $2";
+        on_pool!(&self.pool, p => sqlx::query(SQL).bind(backup_id).bind(region_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Copies of automatic backups past their region's retention.
+    pub async fn expired_copies(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>> {
+        const SQL: &str = "SELECT backup_id, region_id FROM backup_copies WHERE expire_at <= $1 \
+                           AND status IN ('AVAILABLE', 'FAILED') ORDER BY backup_id, region_id";
+        Ok(on_pool!(&self.pool, p => sqlx::query_as(SQL).bind(now).fetch_all(p).await?))
     }
 
     /// Ends a CREATING backup as FAILED or CANCELED (its objects already removed).
@@ -370,6 +525,11 @@ impl Store {
             if done == 0 {
                 return Ok(false);
             }
+            sqlx::query("UPDATE backup_copies SET status = 'DELETING', updated_at = $2 WHERE backup_id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             insert_job_in!(&mut *tx, job, now, postgres);
             tx.commit().await?;
         });

@@ -179,6 +179,28 @@ pub struct NewJob {
     pub dedupe_key: Option<String>,
 }
 
+impl NewJob {
+    /// A job due now, with nothing else set.
+    pub fn due_now(
+        project_id: &str,
+        job_type: &str,
+        payload: serde_json::Value,
+        max_attempts: i32,
+    ) -> NewJob {
+        NewJob {
+            id: crate::domain::ids::new_job_id(),
+            project_id: project_id.to_owned(),
+            job_type: job_type.to_owned(),
+            cluster_id: None,
+            backup_id: None,
+            payload,
+            max_attempts,
+            run_after: Utc::now(),
+            dedupe_key: None,
+        }
+    }
+}
+
 /// Progress a handler reports.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {

@@ -25,7 +25,9 @@ mod postgres;
 mod records;
 mod sqlite;
 
-pub use backups::{BackedUpCollection, Backup, BackupFilter, CreateBackupError, NewBackup};
+pub use backups::{
+    BackedUpCollection, Backup, BackupCopy, BackupFilter, CreateBackupError, NewBackup,
+};
 use chrono::{DateTime, Utc};
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use jobs::{Job, JobFilter, JobStatus, Lease, NewJob, Outcome, Progress};

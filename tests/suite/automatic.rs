@@ -67,6 +67,11 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
             json!({"enabled": true, "frequency": "1", "startTime": "02:00-04:00"}),
             "retentionDays",
         ),
+        (
+            json!({"enabled": true, "frequency": "1", "startTime": "02:00-04:00", "retentionDays": 3,
+                   "crossRegionCopies": [{"regionId": "nowhere", "retentionDays": 3}]}),
+            "crossRegionCopies[0].regionId",
+        ),
     ] {
         let (status, body) = app
             .call(Method::POST, &policy_path, key, Some(bad.clone()))
@@ -292,6 +297,69 @@ async fn retention_deletes_only_automatic_backups(backend: Backend) {
     assert!(listed.to_string().contains(&second_auto.id));
 }
 
+/// Copies of automatic backups follow their region's retention: past it, the sweeper deletes
+/// the copy (and only the copy).
+async fn expired_copies_are_swept(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.jobs.enabled = false;
+        c.regions.push(backstop::config::RegionConfig {
+            id: "eu".to_owned(),
+            cloud_provider: "local".to_owned(),
+            price_per_gb_month: 0.0,
+            storage: backstop::config::StorageConfig::Local { path: None },
+        });
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    let backup_id = created["backupId"].as_str().unwrap();
+    // Record the backup as made, with a copy in "eu" kept one day (as a policy would ask).
+    let store = Store::connect(&app.db.url, 1).await.unwrap();
+    let copy = backstop::domain::backups::CopyRequest {
+        region_id: "eu".to_owned(),
+        retention_days: Some(1),
+    };
+    let mut job =
+        backstop::store::NewJob::due_now(&project, "COPY_BACKUP", json!({"regionId": "eu"}), 5);
+    job.backup_id = Some(backup_id.to_owned());
+    assert!(store
+        .complete_backup(backup_id, 10, &[], &[(copy, job)], Utc::now())
+        .await
+        .unwrap());
+    let available = backstop::domain::backups::BackupStatus::Available;
+    assert!(store
+        .finish_copy(backup_id, "eu", available, 10, None, Utc::now())
+        .await
+        .unwrap());
+
+    let sweeper = replica(&app).await;
+    assert!(sweeper.tick(Utc::now()).await.unwrap().expired.is_empty());
+    let report = sweeper.tick(Utc::now() + Duration::days(2)).await.unwrap();
+    assert_eq!(report.expired, vec![format!("{backup_id}@eu")]);
+    let described = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        described["status"], "AVAILABLE",
+        "the manual backup stays: {described}"
+    );
+    assert_eq!(described["copies"][0]["status"], "DELETING", "{described}");
+}
+
 async fn app_policy(app: &TestApp, cluster: &str) -> backstop::store::Policy {
     let store = Store::connect(&app.db.url, 1).await.unwrap();
     store.get_policy(cluster).await.unwrap().expect("policy")
@@ -321,7 +389,7 @@ async fn usage_bills_started_days_with_a_minimum_of_one(backend: Backend) {
     // and deleted 44 days 6 hours later.
     let store = Store::connect(&app.db.url, 1).await.unwrap();
     assert!(store
-        .complete_backup(backup_id, 2_000_000_000, &[], Utc::now())
+        .complete_backup(backup_id, 2_000_000_000, &[], &[], Utc::now())
         .await
         .unwrap());
     let created_at = Utc::now() - Duration::days(50);
@@ -391,4 +459,5 @@ on_both_backends!(
     scheduler_takes_each_slot_once_on_chosen_days,
     retention_deletes_only_automatic_backups,
     usage_bills_started_days_with_a_minimum_of_one,
+    expired_copies_are_swept,
 );

@@ -90,12 +90,17 @@ async fn verify_manifest(store: &dyn ObjectStore, manifest: &Manifest) {
     }
 }
 
-/// The backup's binlogs are exactly the files Milvus wrote for each collection (keys and sizes).
+/// The backup's binlogs are exactly the files Milvus wrote for the segments the backup names
+/// (keys and sizes). Segments Milvus wrote later (compaction) are not part of the backup.
 fn assert_binlogs_match(milvus_root: &Path, manifest: &Manifest, prefix: &str) {
     for collection in &manifest.collections {
         let id = collection.collection_id;
-        let mut in_milvus = files_under(milvus_root, &format!("insert_log/{id}"));
-        in_milvus.extend(files_under(milvus_root, &format!("delta_log/{id}")));
+        let mut in_milvus = BTreeMap::new();
+        for s in &collection.segments {
+            let tail = format!("{id}/{}/{}", s.partition_id, s.segment_id);
+            in_milvus.extend(files_under(milvus_root, &format!("insert_log/{tail}")));
+            in_milvus.extend(files_under(milvus_root, &format!("delta_log/{tail}")));
+        }
         let in_backup: BTreeMap<String, u64> = manifest
             .objects
             .iter()
@@ -435,14 +440,12 @@ async fn create_refuses_what_cannot_be_backed_up(backend: Backend) {
     assert_eq!(body["data"]["count"], 2, "{body}");
 }
 
-/// A cluster registered in an S3 region writes its backup there, and nowhere else.
-async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
-    let milvus = shared_milvus();
+/// A region `id` on the shared S3 server, in a bucket of its own, and its store.
+pub async fn s3_region(id: &str) -> (RegionConfig, S3Store) {
     let s3 = shared_s3();
-    let bucket = unique("region").replace('_', "-");
-    let s3_config = S3Config {
+    let config = S3Config {
         endpoint: Some(s3.endpoint.clone()),
-        bucket: bucket.clone(),
+        bucket: unique("region").replace('_', "-"),
         prefix: "backstop".to_owned(),
         region: "us-east-1".to_owned(),
         access_key_id: s3.access_key.clone(),
@@ -451,18 +454,22 @@ async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
         part_size_mib: 5,
         parts_in_flight: 2,
     };
-    let s3_store = S3Store::new(&s3_config);
-    s3_store.create_bucket_if_missing().await.unwrap();
-    let region = s3_config.clone();
-    let app = TestApp::spawn_with(backend, move |c: &mut Config| {
-        c.regions.push(RegionConfig {
-            id: "s3-test".to_owned(),
-            cloud_provider: "aws".to_owned(),
-            price_per_gb_month: 0.02,
-            storage: StorageConfig::S3(region),
-        });
-    })
-    .await;
+    let store = S3Store::new(&config);
+    store.create_bucket_if_missing().await.unwrap();
+    let region = RegionConfig {
+        id: id.to_owned(),
+        cloud_provider: "aws".to_owned(),
+        price_per_gb_month: 0.02,
+        storage: StorageConfig::S3(config),
+    };
+    (region, store)
+}
+
+/// A cluster registered in an S3 region writes its backup there, and nowhere else.
+async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
+    let milvus = shared_milvus();
+    let (region, s3_store) = s3_region("s3-test").await;
+    let app = TestApp::spawn_with(backend, move |c: &mut Config| c.regions.push(region)).await;
     let project = app.create_project("p").await;
     let db = unique("db");
     let name = unique("c");

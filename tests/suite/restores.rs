@@ -240,6 +240,99 @@ async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend:
     );
 }
 
+/// `crossRegionCopies`: the copy lands in the other region's storage with its own status and
+/// verifies; a cluster in that region restores from it; deleting the backup removes the copy.
+async fn cross_region_copy_lands_and_restores_there(backend: Backend) {
+    let milvus = shared_milvus();
+    let (region, s3_store) = crate::backups::s3_region("eu").await;
+    let app = TestApp::spawn_with(backend, move |c| c.regions.push(region)).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-rich", &db, &name, "15"]).await;
+    let cluster = app
+        .register_cluster(&project, "home", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": db, "collectionNames": [name]}],
+                        "crossRegionCopies": [{"regionId": "eu"}]})),
+        )
+        .await;
+    let backup = created["backupId"].as_str().unwrap().to_owned();
+    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let path = format!("/v2/clusters/{cluster}/backups/{backup}");
+    let started = std::time::Instant::now();
+    let copy = loop {
+        let described = app.admin(Method::GET, &path, None).await;
+        let copy = described["copies"][0].clone();
+        if copy["status"] != "CREATING" {
+            break copy;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{described}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(copy["regionId"], "eu");
+    assert_eq!(copy["status"], "AVAILABLE", "{copy}");
+    let prefix = format!("backups/{project}/{cluster}/{backup}/");
+    let manifest = backstop::backup::manifest::Manifest::from_json(
+        &backstop::objects::get_bytes(&s3_store, &format!("{prefix}manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for object in &manifest.objects {
+        backstop::objects::verify(&s3_store, &object.key, object.checksum)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", object.key));
+    }
+
+    // A cluster in the other region restores from the copy there.
+    let remote = app
+        .admin(
+            Method::POST,
+            "/v2/clusters",
+            Some(
+                json!({"clusterName": "away", "projectId": project, "regionId": "eu",
+                        "plan": "Dedicated", "cuSize": 2, "milvus": {"uri": milvus.uri},
+                        "storage": {"type": "local", "path": milvus.storage}}),
+            ),
+        )
+        .await["clusterId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let renamed = unique("from_eu");
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        json!({"destClusterId": remote, "dbCollections": [{"dbName": db,
+               "collections": [{"collectionName": name, "destCollectionName": renamed}]}]}),
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let source = dump(&milvus.uri, &db, &name).await;
+    let restored = dump(&milvus.uri, &db, &renamed).await;
+    assert_eq!(restored["rows"], source["rows"]);
+
+    // Deleting the backup deletes the copy too.
+    let deleted = app.admin(Method::DELETE, &path, None).await;
+    let job = wait_for_job(&app, deleted["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let left = backstop::objects::list_all(&s3_store, &prefix)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 fn walk_first_file(dir: &std::path::Path) -> std::path::PathBuf {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -260,6 +353,7 @@ fn walk_first_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 on_both_backends!(
+    cross_region_copy_lands_and_restores_there,
     restore_renamed_and_after_a_drop_gives_identical_rows,
     a_tampered_backup_is_refused_before_the_destination_is_touched,
 );

@@ -120,6 +120,14 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         registry: backstop::jobs::Registry,
     ) -> TestApp {
+        // The service's log goes to the test's output, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,backstop=info".into()),
+            )
+            .try_init();
         let db = test_db(backend).await;
         let mut config = test_config(&db);
         tweak(&mut config);
