@@ -6,12 +6,13 @@ mod create;
 mod delete;
 pub mod manifest;
 mod replicate;
+mod verify;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::crypto::SecretBox;
-use crate::domain::backups::{BACKUP_JOB, COPY_BACKUP_JOB, DELETE_BACKUP_JOB};
+use crate::domain::backups::{BACKUP_JOB, COPY_BACKUP_JOB, DELETE_BACKUP_JOB, VERIFY_BACKUP_JOB};
 use crate::jobs::{JobError, Registry};
 use crate::objects::{self, DynObjectStore, ObjectError};
 use crate::regions::Regions;
@@ -42,6 +43,12 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
         .register(
             DELETE_BACKUP_JOB,
             DeleteBackupHandler {
+                services: services.clone(),
+            },
+        )
+        .register(
+            VERIFY_BACKUP_JOB,
+            verify::VerifyBackupHandler {
                 services: services.clone(),
             },
         )

@@ -62,6 +62,7 @@ text_enum!(
 pub const BACKUP_JOB: &str = "BACKUP";
 pub const DELETE_BACKUP_JOB: &str = "DELETE_BACKUP";
 pub const COPY_BACKUP_JOB: &str = "COPY_BACKUP";
+pub const VERIFY_BACKUP_JOB: &str = "VERIFY_BACKUP";
 
 /// A region a backup is copied to once AVAILABLE (`crossRegionCopies`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -19,7 +19,7 @@ use crate::clusters;
 use crate::domain::access::Privilege;
 use crate::domain::backups::{
     validate_copies, validate_selection, BackupStatus, BackupType, CopyRequest, CreationMethod,
-    DbCollections, BACKUP_JOB, DELETE_BACKUP_JOB,
+    DbCollections, BACKUP_JOB, DELETE_BACKUP_JOB, VERIFY_BACKUP_JOB,
 };
 use crate::domain::names;
 use crate::error::Error;
@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_backup))
         .routes(routes!(list_backups))
         .routes(routes!(describe_backup, delete_backup))
+        .routes(routes!(verify_backup))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -520,4 +521,43 @@ async fn delete_backup(
         backup_name: backup.name,
         job_id: job.id,
     }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyStarted {
+    job_id: String,
+}
+
+/// Re-read every object of an AVAILABLE backup and check it against the manifest's checksums.
+/// The job fails naming the first damaged or missing object.
+#[utoipa::path(post, path = "/v2/clusters/{clusterId}/backups/{backupId}/verify", tag = "backups",
+    params(("clusterId" = String, Path), ("backupId" = String, Path)),
+    responses((status = 200, body = VerifyStarted)))]
+async fn verify_backup(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath((cluster_id, backup_id)): ApiPath<(String, String)>,
+) -> ApiResult<VerifyStarted> {
+    let backup = visible_backup(
+        &state,
+        &principal,
+        &cluster_id,
+        &backup_id,
+        Privilege::BackupRead,
+    )
+    .await?;
+    if backup.status != BackupStatus::Available {
+        return Err(Error::Conflict(format!(
+            "backup {backup_id} is {}; only AVAILABLE backups can be verified",
+            backup.status.as_str()
+        )));
+    }
+    let mut job = state
+        .jobs
+        .new_job(&backup.project_id, VERIFY_BACKUP_JOB, serde_json::json!({}));
+    job.cluster_id = Some(backup.cluster_id.clone());
+    job.backup_id = Some(backup.id.clone());
+    state.jobs.enqueue(&job).await?;
+    Ok(ok(VerifyStarted { job_id: job.id }))
 }

@@ -605,6 +605,7 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
         "POST /v2/clusters/{clusterId}/backups/policy",
         "POST /v2/clusters/{clusterId}/backups/{backupId}/restoreCluster",
         "POST /v2/clusters/{clusterId}/backups/{backupId}/restoreCollection",
+        "POST /v2/clusters/{clusterId}/backups/{backupId}/verify",
         "POST /v2/jobs/{jobId}/cancel",
         "POST /v2/projects",
         "POST /v2/roles",

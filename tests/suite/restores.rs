@@ -201,6 +201,13 @@ async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend:
     let name = unique("c");
     seed(&milvus.uri, &["create-collection", &db, &name, "20"]).await;
     let (cluster, backup) = backed_up(&app, &project, &db, &[&name]).await;
+    let verify = format!("/v2/clusters/{cluster}/backups/{backup}/verify");
+    let started = app.admin(Method::POST, &verify, None).await;
+    let job = wait_for_job(&app, started["jobId"].as_str().unwrap()).await;
+    assert_eq!(
+        job["status"], "SUCCESSFUL",
+        "an intact backup verifies: {job}"
+    );
     let region = app.db.dir.path().join("data/regions/local");
     let binlogs = region.join(format!(
         "backups/{project}/{cluster}/{backup}/binlogs/insert_log"
@@ -209,6 +216,17 @@ async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend:
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&victim, bytes).unwrap();
+
+    // Verify finds it and names it.
+    let started = app.admin(Method::POST, &verify, None).await;
+    let job = wait_for_job(&app, started["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let damaged = victim
+        .strip_prefix(&region)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(job["reason"].as_str().unwrap().contains(&damaged), "{job}");
 
     let target = unique("never");
     let job = restore(
