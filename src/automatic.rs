@@ -19,9 +19,7 @@ use crate::domain::backups::{
 };
 use crate::domain::schedule::{last_closed_slot, open_slot, Frequency, Window};
 use crate::jobs::Jobs;
-use crate::store::{
-    Backup, CreateBackupError, JobStatus, NewBackup, Plan, Policy, Store, StoreResult,
-};
+use crate::store::{Backup, CreateBackupError, NewBackup, Plan, Policy, Store, StoreResult};
 
 /// What one tick did (tests read it; the service logs it).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -113,22 +111,7 @@ impl Scheduler {
             }
         }
         for (backup_id, region_id) in self.store.expired_copies(now).await? {
-            let Some(backup) = self.store.get_backup(&backup_id).await? else {
-                continue;
-            };
-            let mut job = self.jobs.new_job(
-                &backup.project_id,
-                DELETE_BACKUP_JOB,
-                serde_json::json!({ "regionId": region_id }),
-            );
-            job.backup_id = Some(backup_id.clone());
-            job.cluster_id = Some(backup.cluster_id.clone());
-            if self
-                .store
-                .start_copy_deletion(&backup_id, &region_id, &job, now)
-                .await?
-            {
-                self.jobs.enqueued();
+            if self.delete_copy(&backup_id, &region_id, now).await? {
                 report.expired.push(format!("{backup_id}@{region_id}"));
             }
         }
@@ -208,27 +191,45 @@ impl Scheduler {
         Ok(started)
     }
 
+    /// Marks one finished cross-region copy DELETING and enqueues the delete job that removes
+    /// only that copy; false when it is not finished (or another replica got there first).
+    pub async fn delete_copy(
+        &self,
+        backup_id: &str,
+        region_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let Some(backup) = self.store.get_backup(backup_id).await? else {
+            return Ok(false);
+        };
+        let mut job = self.jobs.new_job(
+            &backup.project_id,
+            DELETE_BACKUP_JOB,
+            serde_json::json!({ "regionId": region_id }),
+        );
+        job.cluster_id = Some(backup.cluster_id.clone());
+        job.backup_id = Some(backup.id.clone());
+        let started = self
+            .store
+            .start_copy_deletion(backup_id, region_id, &job, now)
+            .await?;
+        if started {
+            self.jobs.enqueued();
+        }
+        Ok(started)
+    }
+
     /// A cluster is being deleted: its automatic backups go (finished ones now, running ones
     /// are canceled and swept once they end); manual backups stay.
     pub async fn retire_cluster(&self, cluster_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
         for (id, status, job_id) in self.store.backups_of_cluster(cluster_id, "AUTO").await? {
             match status.parse::<BackupStatus>() {
                 Ok(BackupStatus::Creating) => {
-                    if let Some(job_id) = job_id {
-                        if self.store.request_cancel(&job_id, now).await?
-                            == Some(JobStatus::Canceled)
-                        {
-                            // Never ran: end the backup here, as the job center's cancel does.
-                            if let (Some(job), Some(handler)) = (
-                                self.store.get_job(&job_id).await?,
-                                self.jobs.registry().get(BACKUP_JOB),
-                            ) {
-                                handler
-                                    .abandoned(&job, &crate::jobs::Abandoned::Canceled)
-                                    .await;
-                            }
-                        }
-                        self.jobs.signal_cancel(&job_id).await;
+                    if let Some(job) = match job_id {
+                        Some(job_id) => self.store.get_job(&job_id).await?,
+                        None => None,
+                    } {
+                        self.jobs.cancel(&job).await?;
                     }
                 }
                 Ok(BackupStatus::Available | BackupStatus::Failed | BackupStatus::Canceled) => {

@@ -29,7 +29,7 @@ use crate::domain::backups::{BackupLayout, BackupStatus, BackupType, COPY_BACKUP
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
-use crate::store::{BackedUpCollection, Backup, Job, Progress, StoreError};
+use crate::store::{BackedUpCollection, Backup, Job, Progress};
 
 pub struct BackupHandler {
     pub(super) services: Services,
@@ -55,10 +55,6 @@ struct CopiedCollection {
     description: CollectionDescription,
     segments: Vec<SegmentDescription>,
     objects: Vec<ManifestObject>,
-}
-
-fn database_error(err: StoreError) -> JobError {
-    JobError::Retryable(format!("metadata database: {err}"))
 }
 
 fn milvus_error(context: &str, err: MilvusError) -> JobError {
@@ -87,16 +83,7 @@ impl JobHandler for BackupHandler {
             ),
             Abandoned::GaveUp(reason) => (BackupStatus::Failed, reason.clone()),
         };
-        if let Ok(storage) = self.services.region_storage(&backup) {
-            let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-            if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
-                tracing::warn!(%backup_id, error = %e, "objects of an abandoned backup not removed");
-            }
-        }
-        if let Err(e) = store
-            .end_backup(backup_id, status, &reason, Utc::now())
-            .await
-        {
+        if let Err(e) = self.discard(&backup, status, &reason).await {
             tracing::warn!(%backup_id, error = %e, "abandoned backup not ended; it stays CREATING");
         }
     }
@@ -108,13 +95,7 @@ impl JobHandler for BackupHandler {
             .backup_id
             .clone()
             .ok_or_else(|| JobError::Permanent("backup job without a backupId".to_owned()))?;
-        let Some(backup) = self
-            .services
-            .store
-            .get_backup(&backup_id)
-            .await
-            .map_err(database_error)?
-        else {
+        let Some(backup) = self.services.store.get_backup(&backup_id).await? else {
             return Err(JobError::Permanent(format!(
                 "backup {backup_id} no longer exists"
             )));
@@ -127,10 +108,7 @@ impl JobHandler for BackupHandler {
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
         match self.make(&ctx, &backup, &storage, &layout).await {
             Ok(()) => Ok(()),
-            Err(err) => {
-                self.after_error(&ctx, &backup, &storage, &layout, err)
-                    .await
-            }
+            Err(err) => self.after_error(&ctx, &backup, err).await,
         }
     }
 }
@@ -142,33 +120,41 @@ impl BackupHandler {
         &self,
         ctx: &JobContext,
         backup: &Backup,
-        storage: &DynObjectStore,
-        layout: &BackupLayout,
         err: JobError,
     ) -> Result<(), JobError> {
         if !ctx.ends_with(&err) {
             return Err(err);
         }
-        let canceled = ctx.is_canceled(&err);
-        if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
-            tracing::warn!(error = %e, "could not remove the objects of an unfinished backup");
-            return Err(storage_error(
-                "removing the objects of the unfinished backup",
-                e,
-            ));
-        }
-        let (status, reason) = if canceled {
+        let (status, reason) = if ctx.is_canceled(&err) {
             (BackupStatus::Canceled, "canceled by request".to_owned())
         } else {
             (BackupStatus::Failed, err.to_string())
         };
-        self.services
-            .store
-            .end_backup(&backup.id, status, &reason, Utc::now())
-            .await
-            .map_err(database_error)?;
+        self.discard(backup, status, &reason).await?;
         tracing::info!(status = status.as_str(), %reason, "backup ended without data");
         Err(err)
+    }
+
+    /// Ends a CREATING backup as FAILED or CANCELED: its objects first, then its record, so
+    /// a backup that says it holds nothing holds nothing.
+    async fn discard(
+        &self,
+        backup: &Backup,
+        status: BackupStatus,
+        reason: &str,
+    ) -> Result<(), JobError> {
+        // A region no longer configured holds nothing this process can reach or remove.
+        if let Ok(storage) = self.services.region_storage(backup) {
+            let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+            delete_prefix(storage.as_ref(), layout.prefix())
+                .await
+                .map_err(|e| storage_error("removing the objects of the unfinished backup", e))?;
+        }
+        self.services
+            .store
+            .end_backup(&backup.id, status, reason, Utc::now())
+            .await?;
+        Ok(())
     }
 
     async fn make(
@@ -183,8 +169,7 @@ impl BackupHandler {
         let cluster = services
             .store
             .get_cluster(&backup.cluster_id)
-            .await
-            .map_err(database_error)?
+            .await?
             .ok_or_else(|| {
                 JobError::Permanent(format!(
                     "cluster {} was deleted before its backup could run",
@@ -313,8 +298,7 @@ impl BackupHandler {
                 &copies,
                 Utc::now(),
             )
-            .await
-            .map_err(database_error)?;
+            .await?;
         if !completed {
             return Err(JobError::Permanent(format!(
                 "backup {} left CREATING while it was being made",

@@ -21,12 +21,7 @@ impl DeleteBackupHandler {
         region_id: &str,
         layout: &BackupLayout,
     ) -> Result<u64, JobError> {
-        let storage = self
-            .services
-            .regions
-            .get(region_id)
-            .map(|r| r.storage.clone())
-            .ok_or_else(|| JobError::Permanent(format!("region {region_id} is not configured")))?;
+        let storage = self.services.storage_in(region_id)?;
         storage
             .delete_many(&[layout.manifest()])
             .await
@@ -47,20 +42,14 @@ impl JobHandler for DeleteBackupHandler {
                 "delete job without a backupId".to_owned(),
             ));
         };
-        let backup = store
-            .get_backup(&backup_id)
-            .await
-            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        let backup = store.get_backup(&backup_id).await?;
         if let Some(region_id) = ctx.job().payload.get("regionId").and_then(|r| r.as_str()) {
             // One copy only.
             if let Some(backup) = &backup {
                 let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
                 self.delete_objects(region_id, &layout).await?;
             }
-            store
-                .delete_copy_row(&backup_id, region_id)
-                .await
-                .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+            store.delete_copy_row(&backup_id, region_id).await?;
             return Ok(());
         }
         let Some(backup) = backup.filter(|b| b.status != BackupStatus::Deleted) else {
@@ -79,22 +68,15 @@ impl JobHandler for DeleteBackupHandler {
         })
         .await?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-        let copies = store
-            .list_copies(&backup.id)
-            .await
-            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+        let copies = store.list_copies(&backup.id).await?;
         for copy in copies {
             self.delete_objects(&copy.region_id, &layout).await?;
-            store
-                .delete_copy_row(&backup.id, &copy.region_id)
-                .await
-                .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+            store.delete_copy_row(&backup.id, &copy.region_id).await?;
         }
         let deleted = self.delete_objects(&backup.region_id, &layout).await?;
         store
             .mark_backup_deleted(&backup.id, chrono::Utc::now())
-            .await
-            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+            .await?;
         tracing::info!(objects = deleted, "backup deleted");
         Ok(())
     }

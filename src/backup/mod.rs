@@ -1,6 +1,7 @@
 //! The backup job handlers: `BACKUP` copies a cluster's binlogs into its region's storage and
 //! writes meta and manifest; `DELETE_BACKUP` removes a backup's objects and then its row.
 
+pub mod checked;
 mod copy;
 mod create;
 mod delete;
@@ -78,17 +79,21 @@ impl Services {
             .map_err(|e| JobError::Permanent(e.to_string()))
     }
 
-    /// The storage of the backup's region. A region removed from the configuration while
-    /// backups still live there is an operator's error: the job says so and does not retry.
+    /// The storage of the backup's own region.
     fn region_storage(&self, backup: &Backup) -> Result<DynObjectStore, JobError> {
+        self.storage_in(&backup.region_id)
+    }
+
+    /// A region's storage. A region removed from the configuration while backups still live
+    /// there is an operator's error: the job says so and does not retry.
+    pub fn storage_in(&self, region_id: &str) -> Result<DynObjectStore, JobError> {
         self.regions
-            .get(&backup.region_id)
+            .get(region_id)
             .map(|region| region.storage.clone())
             .ok_or_else(|| {
                 JobError::Permanent(format!(
-                    "region '{}' of backup {} is not configured any more; add it back to the \
-                     configuration to reach the backup's objects",
-                    backup.region_id, backup.id
+                    "region '{region_id}' is not configured any more; add it back to the \
+                     configuration to reach the backups stored there"
                 ))
             })
     }

@@ -5,9 +5,8 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use futures::{StreamExt, TryStreamExt};
 
-use super::manifest::Manifest;
+use super::checked::{available_backup, copy_objects, read_manifest};
 use super::{delete_prefix, storage_error, Services};
 use crate::domain::backups::{BackupLayout, BackupStatus};
 use crate::jobs::{JobContext, JobError, JobHandler};
@@ -25,37 +24,16 @@ struct CopyPayload {
 }
 
 impl CopyBackupHandler {
-    fn storage(&self, region_id: &str) -> Result<DynObjectStore, JobError> {
-        self.services
-            .regions
-            .get(region_id)
-            .map(|r| r.storage.clone())
-            .ok_or_else(|| JobError::Permanent(format!("region {region_id} is not configured")))
-    }
-
     async fn copy(
         &self,
         ctx: &JobContext,
         target: &DynObjectStore,
         region_id: &str,
     ) -> Result<i64, JobError> {
-        let store = &self.services.store;
-        let backup_id = ctx.job().backup_id.clone().unwrap_or_default();
-        let backup = store
-            .get_backup(&backup_id)
-            .await
-            .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?
-            .filter(|b| b.status == BackupStatus::Available)
-            .ok_or_else(|| {
-                JobError::Permanent(format!("backup {backup_id} is no longer AVAILABLE"))
-            })?;
-        let source = self.storage(&backup.region_id)?;
+        let backup = available_backup(&self.services, ctx).await?;
+        let source = self.services.storage_in(&backup.region_id)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-        let manifest_bytes = objects::get_bytes(source.as_ref(), &layout.manifest())
-            .await
-            .map_err(|e| storage_error("reading the manifest", e))?;
-        let manifest = Manifest::from_json(&manifest_bytes)
-            .map_err(|e| JobError::Permanent(format!("the manifest is unreadable: {e}")))?;
+        let (manifest, manifest_bytes) = read_manifest(source.as_ref(), &layout).await?;
         let total = manifest.size as i64;
         ctx.progress(Progress {
             percent: 1,
@@ -64,29 +42,16 @@ impl CopyBackupHandler {
             ..Progress::default()
         })
         .await?;
-        let parallelism = self.services.config.backup.copy_parallelism;
-        futures::stream::iter(manifest.objects.iter().cloned())
+        let same_keys = manifest
+            .objects
+            .into_iter()
             .map(|object| {
-                let (source, target) = (source.clone(), target.clone());
-                async move {
-                    ctx.checkpoint()?;
-                    let written =
-                        objects::copy(source.as_ref(), &object.key, target.as_ref(), &object.key)
-                            .await
-                            .map_err(|e| storage_error(&format!("copying {}", object.key), e))?;
-                    if written.checksum != object.checksum || written.size != object.size {
-                        return Err(JobError::Permanent(format!(
-                            "backup object {} does not match its manifest (checksum {} ≠ {}); \
-                             verify the backup",
-                            object.key, written.checksum, object.checksum
-                        )));
-                    }
-                    Ok(written.size)
-                }
+                let key = object.key.clone();
+                (object, key)
             })
-            .buffer_unordered(parallelism)
-            .try_collect::<Vec<u64>>()
-            .await?;
+            .collect();
+        let parallelism = self.services.config.backup.copy_parallelism;
+        copy_objects(ctx, &source, target, same_keys, parallelism).await?;
         target
             .sync()
             .await
@@ -105,7 +70,7 @@ impl JobHandler for CopyBackupHandler {
         let payload: CopyPayload = ctx.payload()?;
         let region_id = payload.region_id;
         let backup_id = ctx.job().backup_id.clone().unwrap_or_default();
-        let target = self.storage(&region_id)?;
+        let target = self.services.storage_in(&region_id)?;
         let result = self.copy(&ctx, &target, &region_id).await;
         let store = &self.services.store;
         match result {
@@ -119,8 +84,7 @@ impl JobHandler for CopyBackupHandler {
                         None,
                         Utc::now(),
                     )
-                    .await
-                    .map_err(|e| JobError::Retryable(format!("metadata database: {e}")))?;
+                    .await?;
                 tracing::info!(%region_id, size, "backup copied");
                 Ok(())
             }

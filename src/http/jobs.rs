@@ -17,7 +17,6 @@ use super::{ok, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PagePara
 use crate::auth::Principal;
 use crate::domain::access::Privilege;
 use crate::error::Error;
-use crate::jobs::Abandoned;
 use crate::store::{Job, JobFilter, JobStatus};
 
 /// How often an event stream re-reads a job when no in-process change wakes it (changes made
@@ -184,15 +183,8 @@ async fn cancel_job(
             job.job_type
         )));
     }
-    match state.store.request_cancel(&job_id, Utc::now()).await? {
+    match state.jobs.cancel(&job).await? {
         Some(status) => {
-            if status == JobStatus::Canceled {
-                // It never ran: its handler undoes what creating it set up.
-                if let Some(handler) = state.jobs.registry().get(&job.job_type) {
-                    handler.abandoned(&job, &Abandoned::Canceled).await;
-                }
-            }
-            state.jobs.signal_cancel(&job_id).await;
             tracing::info!(job_id = %job_id, status = status.as_str(), "cancel requested");
             Ok(ok(JobCanceled { job_id, status }))
         }

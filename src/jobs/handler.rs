@@ -44,6 +44,13 @@ pub enum Abandoned {
     GaveUp(String),
 }
 
+/// The metadata database failing mid-job is worth another attempt.
+impl From<crate::store::StoreError> for JobError {
+    fn from(err: crate::store::StoreError) -> Self {
+        JobError::Retryable(format!("metadata database: {err}"))
+    }
+}
+
 /// A job type's code. Steps must be idempotent: after a crash the job runs again from its
 /// saved state and must not duplicate what an earlier attempt did.
 #[async_trait]
@@ -180,9 +187,7 @@ impl JobContext {
     /// was canceled, or `err` will not be retried (permanent, or the last attempt). False for
     /// shutdowns and lost leases: another attempt resumes the work.
     pub fn ends_with(&self, err: &JobError) -> bool {
-        let canceled = matches!(err, JobError::Stopped(Stop::Canceled))
-            || matches!(self.checkpoint(), Err(Stop::Canceled));
-        canceled
+        self.is_canceled(err)
             || match err {
                 JobError::Permanent(_) => true,
                 JobError::Retryable(_) => self.job.attempts >= self.job.max_attempts,

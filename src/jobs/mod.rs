@@ -111,6 +111,25 @@ impl Jobs {
         self.changed.notify_waiters();
     }
 
+    /// Asks a job to stop (see `Store::request_cancel`). A job canceled before it ran is ended
+    /// here, its handler undoing what creating it set up; a running one is signalled wherever
+    /// it runs. `None` when the job is not pending or running.
+    pub async fn cancel(
+        &self,
+        job: &crate::store::Job,
+    ) -> StoreResult<Option<crate::store::JobStatus>> {
+        let status = self.store.request_cancel(&job.id, Utc::now()).await?;
+        if status == Some(crate::store::JobStatus::Canceled) {
+            if let Some(handler) = self.registry.get(&job.job_type) {
+                handler.abandoned(job, &Abandoned::Canceled).await;
+            }
+        }
+        if status.is_some() {
+            self.signal_cancel(&job.id).await;
+        }
+        Ok(status)
+    }
+
     /// Tells the job's handler to stop, wherever it runs: at once in this process, through
     /// NOTIFY in the others (their heartbeat would notice within a third of the lease anyway).
     pub async fn signal_cancel(&self, job_id: &str) {

@@ -13,20 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::checked::{available_backup, copy_objects, read_manifest, verify_objects};
 use crate::backup::manifest::{Manifest, ManifestCollection, ManifestObject};
 use crate::backup::{delete_prefix, CollectionMeta, Services};
 use crate::clusters::{self, ClusterStorage};
-use crate::domain::backups::{BackupLayout, BackupStatus};
+use crate::domain::backups::BackupLayout;
 use crate::domain::restore::{allowed_shards, clamp_shards, RestorePlan, RestoreTarget};
 use crate::domain::restore::{RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
 use crate::jobs::Registry;
 use crate::jobs::{JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{MilvusClient, MilvusError};
-use crate::objects::{self, DynObjectStore, LocalStore, ObjectError, ObjectStore};
-use crate::store::Progress;
+use crate::objects::{self, DynObjectStore, LocalStore, ObjectStore};
+use crate::store::{Cluster, Progress};
 
 pub struct RestoreHandler {
     pub services: Services,
@@ -47,6 +47,14 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
                 services: services.clone(),
             },
         )
+}
+
+/// Where binlogs are staged for the destination Milvus to read: a directory under its own
+/// storage (`root`), one per job (`prefix`).
+struct Staging {
+    store: Arc<LocalStore>,
+    root: String,
+    prefix: String,
 }
 
 /// What survives a crash: the destination collections this job created.
@@ -98,8 +106,7 @@ impl JobHandler for RestoreHandler {
         let dest = services
             .store
             .get_cluster(&plan.dest_cluster_id)
-            .await
-            .map_err(|e| retryable("metadata database", e))?
+            .await?
             .ok_or_else(|| {
                 JobError::Permanent(format!(
                     "destination cluster {} was deleted",
@@ -116,8 +123,11 @@ impl JobHandler for RestoreHandler {
                 )),
                 Err(e) => return Err(JobError::Permanent(e.to_string())),
             };
-        let stage = Arc::new(LocalStore::new(&stage_root));
-        let stage_prefix = format!("backstop-restore/{}/", ctx.job().id);
+        let stage = Staging {
+            store: Arc::new(LocalStore::new(&stage_root)),
+            prefix: format!("backstop-restore/{}/", ctx.job().id),
+            root: stage_root,
+        };
 
         // An earlier attempt may have created collections: start the destination side again.
         for (db, name) in &saved.created {
@@ -125,18 +135,12 @@ impl JobHandler for RestoreHandler {
                 tracing::warn!(%db, %name, error = %e, "could not drop a collection of an earlier attempt");
             }
         }
+        let mut created = SavedState::default();
         let result = self
-            .restore(
-                &ctx,
-                &plan,
-                &client,
-                stage.clone(),
-                &stage_root,
-                &stage_prefix,
-            )
+            .restore(&ctx, &plan, &dest, &client, &stage, &mut created)
             .await;
         // The staging copy goes whatever happened (Milvus has read it, or will not).
-        if let Err(e) = delete_prefix(stage.as_ref(), &stage_prefix).await {
+        if let Err(e) = delete_prefix(stage.store.as_ref(), &stage.prefix).await {
             tracing::warn!(error = %e, "staging files not removed");
         }
         let err = match result {
@@ -144,7 +148,6 @@ impl JobHandler for RestoreHandler {
             Err(err) => err,
         };
         if ctx.ends_with(&err) {
-            let created: SavedState = self.created(&ctx).await;
             for (db, name) in &created.created {
                 if let Err(e) = client.drop_collection(db, name).await {
                     tracing::warn!(%db, %name, error = %e, "could not drop a collection of a failed restore");
@@ -156,58 +159,22 @@ impl JobHandler for RestoreHandler {
 }
 
 impl RestoreHandler {
-    /// The collections created so far, as last saved.
-    async fn created(&self, ctx: &JobContext) -> SavedState {
-        match self.services.store.get_job(&ctx.job().id).await {
-            Ok(Some(job)) => job
-                .state
-                .and_then(|s| serde_json::from_value(s).ok())
-                .unwrap_or_default(),
-            _ => SavedState::default(),
-        }
-    }
-
     async fn restore(
         &self,
         ctx: &JobContext,
         plan: &RestorePlan,
+        dest: &Cluster,
         client: &MilvusClient,
-        stage: Arc<LocalStore>,
-        stage_root: &str,
-        stage_prefix: &str,
+        stage: &Staging,
+        created: &mut SavedState,
     ) -> Result<(), JobError> {
+        let stage_prefix = &stage.prefix;
         let services = &self.services;
-        let backup_id = ctx
-            .job()
-            .backup_id
-            .clone()
-            .ok_or_else(|| JobError::Permanent("restore job without a backupId".to_owned()))?;
-        let backup = services
-            .store
-            .get_backup(&backup_id)
-            .await
-            .map_err(|e| retryable("metadata database", e))?
-            .filter(|b| b.status == BackupStatus::Available)
-            .ok_or_else(|| {
-                JobError::Permanent(format!("backup {backup_id} is no longer AVAILABLE"))
-            })?;
-        let storage: DynObjectStore = services
-            .regions
-            .get(&plan.source_region_id)
-            .map(|r| r.storage.clone())
-            .ok_or_else(|| {
-                JobError::Permanent(format!(
-                    "region {} is not configured",
-                    plan.source_region_id
-                ))
-            })?;
+        let backup = available_backup(services, ctx).await?;
+        let backup_id = backup.id.clone();
+        let storage = services.storage_in(&plan.source_region_id)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-        let manifest = Manifest::from_json(
-            &objects::get_bytes(storage.as_ref(), &layout.manifest())
-                .await
-                .map_err(|e| retryable("reading the manifest", e))?,
-        )
-        .map_err(|e| JobError::Permanent(format!("the backup's manifest is unreadable: {e}")))?;
+        let (manifest, _) = read_manifest(storage.as_ref(), &layout).await?;
         let entries: Vec<(&RestoreTarget, &ManifestCollection)> = plan
             .targets
             .iter()
@@ -228,54 +195,32 @@ impl RestoreHandler {
 
         // 1. Verify every object needed before touching the destination.
         step(ctx, 2, "verifying backup objects".to_owned()).await?;
+        let mut binlogs: Vec<ManifestObject> = Vec::new();
         let mut needed: Vec<ManifestObject> = Vec::new();
         for (_, entry) in &entries {
-            needed.extend(
-                manifest
-                    .objects
-                    .iter()
-                    .filter(|o| o.key == entry.meta_key)
-                    .cloned(),
-            );
-            needed.extend(
+            let meta = manifest.objects.iter().filter(|o| o.key == entry.meta_key);
+            needed.extend(meta.cloned());
+            binlogs.extend(
                 binlogs_of(&manifest, &layout, entry.collection_id)
                     .into_iter()
                     .cloned(),
             );
         }
+        needed.extend(binlogs.iter().cloned());
         let parallelism = services.config.backup.copy_parallelism;
-        futures::stream::iter(needed)
-            .map(|object| {
-                let storage = storage.clone();
-                async move {
-                    ctx.checkpoint()?;
-                    match objects::verify(storage.as_ref(), &object.key, object.checksum).await {
-                        Ok(_) => Ok(()),
-                        Err(
-                            e @ (ObjectError::ChecksumMismatch { .. } | ObjectError::NotFound(_)),
-                        ) => Err(JobError::Permanent(format!(
-                            "backup object {} is damaged ({e}); nothing was restored",
-                            object.key
-                        ))),
-                        Err(e) => Err(retryable("reading backup objects", e)),
-                    }
+        verify_objects(ctx, &storage, needed, parallelism, false)
+            .await
+            .map_err(|e| match e {
+                JobError::Permanent(reason) => {
+                    JobError::Permanent(format!("{reason}; nothing was restored"))
                 }
-            })
-            .buffer_unordered(parallelism)
-            .try_collect::<Vec<()>>()
-            .await?;
+                other => other,
+            })?;
 
         // 2. Create databases, collections and partitions.
-        let dest = services
-            .store
-            .get_cluster(&plan.dest_cluster_id)
-            .await
-            .map_err(|e| retryable("metadata database", e))?
-            .ok_or_else(|| JobError::Permanent("destination cluster was deleted".to_owned()))?;
         let settings = &services.config.restore;
         let allowed = allowed_shards(dest.cu_size, settings.shards_per_cu, settings.max_shards);
         let mut metas = Vec::new();
-        let mut created = SavedState::default();
         for (i, (target, entry)) in entries.iter().enumerate() {
             let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
             step(
@@ -306,7 +251,7 @@ impl RestoreHandler {
                 .await
                 .map_err(|e| JobError::Permanent(format!("creating {db}.{name}: {e}")))?;
             created.created.push((db.clone(), name.clone()));
-            ctx.save_state(&created).await?;
+            ctx.save_state(&*created).await?;
             // Import finds fields by id: the new collection must have the backup's ids.
             let now = client
                 .describe_collection(db, name)
@@ -343,37 +288,21 @@ impl RestoreHandler {
         // 3. Stage the binlogs where the destination Milvus reads them.
         step(ctx, 35, "staging binlogs".to_owned()).await?;
         let binlogs_prefix = format!("{}binlogs/", layout.prefix());
-        let mut to_stage: Vec<ManifestObject> = Vec::new();
-        for (_, entry) in &entries {
-            to_stage.extend(
-                binlogs_of(&manifest, &layout, entry.collection_id)
-                    .into_iter()
-                    .cloned(),
-            );
-        }
-        let stage_dyn: DynObjectStore = stage.clone();
-        futures::stream::iter(to_stage)
+        let staged: Vec<(ManifestObject, String)> = binlogs
+            .into_iter()
             .map(|object| {
-                let (storage, stage_dyn) = (storage.clone(), stage_dyn.clone());
-                let staged = format!(
-                    "{stage_prefix}{}",
-                    object
-                        .key
-                        .strip_prefix(&binlogs_prefix)
-                        .unwrap_or(&object.key)
-                );
-                async move {
-                    ctx.checkpoint()?;
-                    objects::copy(storage.as_ref(), &object.key, stage_dyn.as_ref(), &staged)
-                        .await
-                        .map_err(|e| retryable("staging binlogs", e))?;
-                    Ok::<_, JobError>(())
-                }
+                let rest = object
+                    .key
+                    .strip_prefix(&binlogs_prefix)
+                    .unwrap_or(&object.key);
+                let key = format!("{stage_prefix}{rest}");
+                (object, key)
             })
-            .buffer_unordered(parallelism)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect();
+        let stage_dyn: DynObjectStore = stage.store.clone();
+        copy_objects(ctx, &storage, &stage_dyn, staged, parallelism).await?;
         stage
+            .store
             .sync()
             .await
             .map_err(|e| retryable("staging binlogs", e))?;
@@ -400,7 +329,7 @@ impl RestoreHandler {
                 let dir = |kind: &str| {
                     format!(
                         "{}/{stage_prefix}{kind}/{}/{}/",
-                        stage_root.trim_end_matches('/'),
+                        stage.root.trim_end_matches('/'),
                         entry.collection_id,
                         partition.partition_id
                     )

@@ -60,9 +60,8 @@ impl TryFrom<PolicyRow> for Policy {
 }
 
 impl Store {
-    /// Writes the cluster's policy; returns the previous one.
-    pub async fn put_policy(&self, policy: &Policy) -> StoreResult<Option<Policy>> {
-        let previous = self.get_policy(&policy.cluster_id).await?;
+    /// Writes the cluster's policy, replacing any earlier one.
+    pub async fn put_policy(&self, policy: &Policy) -> StoreResult<()> {
         const SQL: &str = "INSERT INTO backup_policies (cluster_id, project_id, enabled, frequency, window_text, retention_days, \
                            cross_region_copies, enabled_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
                            ON CONFLICT (cluster_id) DO UPDATE SET enabled = excluded.enabled, frequency = excluded.frequency, \
@@ -83,7 +82,7 @@ impl Store {
             .execute(p)
             .await?
             .rows_affected());
-        Ok(previous)
+        Ok(())
     }
 
     pub async fn get_policy(&self, cluster_id: &str) -> StoreResult<Option<Policy>> {
