@@ -272,6 +272,7 @@ impl BackupHandler {
                 row_count: m.row_count,
                 size: m.size as i64,
                 loaded: c.description.loaded,
+                loadable: Some(c.description.loadable()),
             })
             .collect();
         let copies: Vec<_> = backup

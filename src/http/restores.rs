@@ -2,7 +2,7 @@
 //! can before answering (the backup is AVAILABLE, the destination is reachable, in the
 //! backup's region, and has none of the collections to create), then run as a job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,7 +21,7 @@ use crate::domain::restore::{
 };
 use crate::error::Error;
 use crate::milvus::MilvusError;
-use crate::store::{Backup, Cluster, Plan};
+use crate::store::{BackedUpCollection, Backup, Cluster, Plan};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -177,7 +177,7 @@ async fn check_destinations_free(
         .map_err(upstream)?
         .into_iter()
         .collect();
-    let mut existing: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    let mut existing: HashMap<&str, HashSet<String>> = Default::default();
     for t in targets {
         if !databases.contains(&t.dest_db_name) {
             continue; // created by the restore
@@ -248,10 +248,10 @@ async fn restore_collection(
         &body.dest_cluster_id,
     )
     .await?;
-    let in_backup: HashSet<(&str, &str)> = backup
+    let in_backup: HashMap<(&str, &str), &BackedUpCollection> = backup
         .collections
         .iter()
-        .map(|c| (c.db_name.as_str(), c.collection_name.as_str()))
+        .map(|c| ((c.db_name.as_str(), c.collection_name.as_str()), c))
         .collect();
     let mut targets = Vec::new();
     if body.db_collections.is_empty() {
@@ -272,9 +272,19 @@ async fn restore_collection(
             )));
         }
         for (j, c) in db.collections.iter().enumerate() {
-            if !in_backup.contains(&(db.db_name.as_str(), c.collection_name.as_str())) {
+            let Some(backed_up) = in_backup.get(&(db.db_name.as_str(), c.collection_name.as_str()))
+            else {
                 return Err(Error::NotFound(format!(
                     "dbCollections[{i}].collections[{j}]: collection {}.{} is not in backup {backup_id}",
+                    db.db_name, c.collection_name
+                )));
+            };
+            let load = c.dest_collection_status == Some(CollectionStatus::Loaded);
+            if load && backed_up.loadable == Some(false) {
+                return Err(Error::invalid(format!(
+                    "dbCollections[{i}].collections[{j}].destCollectionStatus: collection {}.{} has \
+                     no index on a vector field in the backup and Milvus loads only indexed \
+                     collections; restore it NOT_LOADED, then create an index and load it",
                     db.db_name, c.collection_name
                 )));
             }
@@ -295,7 +305,7 @@ async fn restore_collection(
                 collection_name: c.collection_name.clone(),
                 dest_db_name: dest_db,
                 dest_collection_name: dest_name,
-                load: c.dest_collection_status == Some(CollectionStatus::Loaded),
+                load,
             });
         }
     }

@@ -78,6 +78,14 @@ impl CollectionDescription {
             && self.fields == other.fields
             && self.partitions == other.partitions
     }
+
+    /// Milvus loads a collection only when every vector field has an index.
+    pub fn loadable(&self) -> bool {
+        self.fields
+            .iter()
+            .filter(|f| f.data_type.ends_with("Vector"))
+            .all(|f| self.indexes.iter().any(|i| i.field_name == f.name))
+    }
 }
 
 /// A sealed segment whose binlogs are on storage.

@@ -21,6 +21,10 @@ pub struct BackedUpCollection {
     /// Loaded when the backup was taken (what `restoreCluster` with KEEP restores).
     #[serde(default)]
     pub loaded: bool,
+    /// Whether Milvus can load it once restored: every vector field has an index. `None` for
+    /// backups recorded before this was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadable: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -124,6 +124,48 @@ async fn restore_renamed_and_after_a_drop_gives_identical_rows(backend: Backend)
     assert_eq!(back["rows"], original["rows"]);
 }
 
+/// Milvus loads only indexed collections: asking to restore an unindexed one LOADED is refused
+/// at once, naming the field and the fix, instead of failing after the whole import.
+async fn loading_an_unindexed_collection_is_refused_up_front(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let name = unique("plain");
+    seed(&milvus.uri, &["create-collection", "default", &name, "20"]).await;
+    let (cluster, backup) = backed_up(&app, &project, "default", &[&name]).await;
+    let path = format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection");
+    let body = |status: &str| {
+        json!({"destClusterId": cluster, "dbCollections": [{"dbName": "default",
+               "collections": [{"collectionName": name, "destCollectionName": format!("{name}_r"),
+                                "destCollectionStatus": status}]}]})
+    };
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(&app.admin_key),
+            Some(body("LOADED")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], 90400);
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("dbCollections[0].collections[0].destCollectionStatus")
+            && message.contains("NOT_LOADED"),
+        "{message}"
+    );
+
+    let job = restore(&app, &cluster, &backup, body("NOT_LOADED")).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    seed(&milvus.uri, &["drop-collection", "default", &name]).await;
+    seed(
+        &milvus.uri,
+        &["drop-collection", "default", &format!("{name}_r")],
+    )
+    .await;
+}
+
 /// Another cluster (a second Milvus), a two-database backup restored whole, with a smaller
 /// `cuSize`: identical rows, shards clamped to the destination's allowance. Postgres only,
 /// like the other private-Milvus test: one more Milvus per backend would crowd the machine.
@@ -374,4 +416,5 @@ on_both_backends!(
     cross_region_copy_lands_and_restores_there,
     restore_renamed_and_after_a_drop_gives_identical_rows,
     a_tampered_backup_is_refused_before_the_destination_is_touched,
+    loading_an_unindexed_collection_is_refused_up_front,
 );
