@@ -5,6 +5,7 @@
 mod api_keys;
 mod backups;
 mod clusters;
+mod console;
 mod extract;
 mod idempotency;
 mod jobs;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> axum::Router {
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(ops::router(openapi))
+        .merge(console::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))

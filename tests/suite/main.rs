@@ -6,6 +6,7 @@ mod automatic;
 mod backups;
 mod cli;
 mod clusters;
+mod console;
 mod jobs;
 mod objects;
 mod restores;

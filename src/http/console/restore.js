@@ -1,0 +1,94 @@
+// The Restore dialog of a backup: chosen collections (renamed, loaded or not) or the whole
+// backup, into any registered cluster the key may restore to.
+
+import { api, loadAllClusters } from './api.js';
+import { h, field, select, openDialog, errorBox, notify, fill } from './ui.js';
+import { liveJob } from './jobs.js';
+
+export async function restoreDialog(ctx, backup, jobs) {
+  const destination = select({ name: 'destClusterId', 'data-field': 'destClusterId' }, []);
+  const collectionsPart = h('div', { class: 'restore-collections' });
+  const clusterPart = h('div', { hidden: true },
+    field('Load state', select({ name: 'collectionStatus', 'data-field': 'collectionStatus' },
+      [['KEEP', 'As in the backup (loaded collections are loaded)'], ['RELEASE', 'Leave every collection released']], 'KEEP')));
+  const kind = (value, label, checked) => h('label', { class: 'choice' },
+    h('input', {
+      type: 'radio', name: 'restoreKind', value, checked,
+      onchange: () => {
+        collectionsPart.hidden = value !== 'collections';
+        clusterPart.hidden = value !== 'cluster';
+      },
+    }), ' ', label);
+
+  for (const [d, db] of backup.dbCollections.entries()) {
+    const rows = db.collections.map((c, i) => h('tr', {},
+      h('td', {}, h('input', {
+        type: 'checkbox', checked: true, dataset: { include: '' }, 'aria-label': `Restore ${db.dbName}.${c.collectionName}`,
+      })),
+      h('td', {}, c.collectionName),
+      h('td', {}, h('input', {
+        name: `dest-${d}-${i}`, dataset: { collection: c.collectionName }, placeholder: c.collectionName,
+        autocomplete: 'off', 'aria-label': `New name for ${db.dbName}.${c.collectionName}`,
+      })),
+      h('td', {}, select({ 'aria-label': `Load state of ${db.dbName}.${c.collectionName} after restore`, dataset: { load: '' } },
+        [['NOT_LOADED', 'Not loaded'], ['LOADED', 'Loaded']], 'NOT_LOADED'))));
+    collectionsPart.append(h('fieldset', { class: 'restore-db', dataset: { db: db.dbName } },
+      h('legend', {}, `Database ${db.dbName}`),
+      field('Restore into database', h('input', { dataset: { destDb: '' }, placeholder: db.dbName, autocomplete: 'off' }),
+        'Leave empty to keep the name; a missing database is created.'),
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Restore', 'Collection', 'New name (empty: same)', 'After restore'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, rows)))));
+  }
+
+  const form = h('form', { dataset: { submit: 'Start restore' } },
+    h('fieldset', { class: 'choices' }, h('legend', {}, 'What to restore'),
+      kind('collections', 'Chosen collections', true),
+      kind('cluster', 'The whole backup (every database and collection)', false)),
+    field('Destination cluster', destination, 'Restored collections must not exist there yet.'),
+    collectionsPart,
+    clusterPart);
+  openDialog(`Restore ${backup.backupName}`, form, async () => {
+    const base = `/v2/clusters/${encodeURIComponent(backup.clusterId)}/backups/${encodeURIComponent(backup.backupId)}`;
+    let started;
+    if (form.elements.restoreKind.value === 'cluster') {
+      started = await api('POST', `${base}/restoreCluster`, {
+        destClusterId: destination.value,
+        collectionStatus: form.elements.collectionStatus.value,
+      });
+    } else {
+      const dbCollections = [];
+      for (const part of collectionsPart.querySelectorAll('.restore-db')) {
+        const collections = [];
+        for (const row of part.querySelectorAll('tbody tr')) {
+          if (!row.querySelector('[data-include]').checked) continue;
+          const rename = row.querySelector('[data-collection]');
+          collections.push({
+            collectionName: rename.dataset.collection,
+            destCollectionName: rename.value.trim() || undefined,
+            destCollectionStatus: row.querySelector('[data-load]').value,
+          });
+        }
+        if (collections.length === 0) continue;
+        const destDbName = part.querySelector('[data-dest-db]').value.trim() || undefined;
+        dbCollections.push({ dbName: part.dataset.db, destDbName, collections });
+      }
+      if (dbCollections.length === 0) {
+        throw new Error('Tick at least one collection to restore, or choose the whole backup.');
+      }
+      started = await api('POST', `${base}/restoreCollection`, { destClusterId: destination.value, dbCollections });
+    }
+    notify(`Restore started (job ${started.jobId}).`, 'success');
+    jobs.append(liveJob(started.jobId, ctx.signal));
+  });
+  // Destinations: every cluster the key can see, the backup's own first.
+  destination.append(h('option', { value: '' }, 'Loading clusters…'));
+  try {
+    const clusters = await loadAllClusters(ctx.signal);
+    clusters.sort((a, b) => (b.clusterId === backup.clusterId) - (a.clusterId === backup.clusterId));
+    fill(destination, ...clusters.map((c) => h('option', { value: c.clusterId },
+      `${c.clusterName} (${c.clusterId}, ${c.regionId})`)));
+  } catch (e) {
+    if (e.name !== 'AbortError') destination.closest('.field').append(errorBox(e));
+  }
+}
