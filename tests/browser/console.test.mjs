@@ -434,6 +434,37 @@ step('deletes the backup after typing its name', async () => {
   assert.ok(!backups.backups.some((b) => b.backupName === state.backupName && b.status !== 'DELETED'));
 });
 
+step('a read-only key is told why it cannot back up, and is signed out once its key is deleted', async () => {
+  const cluster = await apiCall('GET', `/v2/clusters/${state.clusterId}`);
+  const key = await apiCall('POST', '/v2/apiKeys', {
+    name: `viewer-${suffix}`, projectRoles: [{ projectId: cluster.projectId, role: 'READ_ONLY' }],
+  });
+  // A second tab of its own: session storage is per tab.
+  const viewer = await page.context().newPage();
+  viewer.on('pageerror', (e) => pageErrors.push(String(e)));
+  try {
+    await viewer.goto(`${base}/console/#/clusters/${state.clusterId}`);
+    await viewer.getByLabel('API key').fill(key.apiKey);
+    await viewer.getByLabel('API key').press('Enter');
+    await viewer.getByRole('heading', { name: `console-${suffix}` }).waitFor();
+    await viewer.getByRole('button', { name: 'Create backup' }).click();
+    await viewer.locator('dialog[open]').getByRole('button', { name: 'Create backup' }).click();
+    const refusal = viewer.locator('dialog[open] .form-error');
+    await refusal.waitFor();
+    assert.match(await refusal.textContent(), /lacks the privilege backup\.create.*90403/);
+    await viewer.keyboard.press('Escape');
+
+    await apiCall('DELETE', `/v2/apiKeys/${key.apiKeyId}`);
+    await viewer.getByRole('link', { name: 'Job center' }).click();
+    const signIn = viewer.locator('.signin .form-error');
+    await signIn.waitFor();
+    assert.match(await signIn.textContent(), /no longer accepts this API key/);
+    assert.equal(await viewer.evaluate(() => sessionStorage.getItem('backstop.apiKey')), null);
+  } finally {
+    await viewer.close();
+  }
+});
+
 test('the pages loaded nothing from other origins and threw no script errors', () => {
   assert.deepEqual(foreignRequests, []);
   assert.deepEqual(pageErrors, []);

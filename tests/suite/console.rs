@@ -13,16 +13,13 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    let get = |path: &str| plain.get(format!("{}{path}", app.base));
 
-    let root = plain.get(format!("{}/", app.base)).send().await.unwrap();
+    let root = get("/").send().await.unwrap();
     assert_eq!(root.status(), StatusCode::SEE_OTHER);
     assert_eq!(root.headers()[header::LOCATION], "/console/");
 
-    let index = plain
-        .get(format!("{}/console/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let index = get("/console/").send().await.unwrap();
     assert_eq!(index.status(), StatusCode::OK);
     let headers = index.headers().clone();
     assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
@@ -33,11 +30,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     assert!(body.contains("/console/app.js"), "{body}");
 
     // Modules load with a JavaScript type (browsers refuse modules served otherwise).
-    let script = plain
-        .get(format!("{}/console/app.js", app.base))
-        .send()
-        .await
-        .unwrap();
+    let script = get("/console/app.js").send().await.unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     assert_eq!(
         script.headers()[header::CONTENT_TYPE],
@@ -46,8 +39,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
 
     // An unchanged file is revalidated for free.
     let etag = headers[header::ETAG].clone();
-    let again = plain
-        .get(format!("{}/console/", app.base))
+    let again = get("/console/")
         .header(header::IF_NONE_MATCH, etag)
         .send()
         .await
@@ -55,11 +47,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 
     // A missing file is a clear 404 in the API's envelope, not the index page.
-    let missing = plain
-        .get(format!("{}/console/nope.js", app.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = get("/console/nope.js").send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let error: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(error["code"], 90404);
