@@ -87,6 +87,11 @@ pub struct CollectionInBackup {
     status: BackupStatus,
     row_count: i64,
     size: i64,
+    /// Whether the collection can be restored LOADED: Milvus loads only collections whose
+    /// vector fields all have an index. Absent when not known (backups taken before it was
+    /// recorded, or still being taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loadable: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -190,6 +195,7 @@ fn db_collections(backup: &Backup) -> Vec<DbInBackup> {
                     status: backup.status,
                     row_count: c.row_count,
                     size: c.size,
+                    loadable: c.loadable,
                 },
             );
         }
@@ -204,6 +210,7 @@ fn db_collections(backup: &Backup) -> Vec<DbInBackup> {
                         status: backup.status,
                         row_count: 0,
                         size: 0,
+                        loadable: None,
                     },
                 );
             }

@@ -182,7 +182,7 @@ async fn collection_backup_copies_binlogs_meta_and_manifest(backend: Backend) {
         })
         .collect();
     // Rows in the copied segments: deletes live in the delta logs beside them.
-    assert_eq!(rows[rich.as_str()], 80, "{described}");
+    assert_rich_rows(rows[rich.as_str()], 40, &described);
     assert_eq!(rows[plain.as_str()], 25, "{described}");
 
     // The manifest: every object verifies, and the binlogs are exactly Milvus's files of
@@ -523,6 +523,18 @@ async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
     );
 }
 
+/// The rows a backup records for a `create-rich` collection of `per_partition` rows in each of
+/// its two partitions, 3 of them deleted in each: the rows of the copied segments, which keep
+/// a partition's deleted rows (beside their delete log) until Milvus compacts that segment,
+/// something it may do at any moment, partition by partition (seen under load in CI).
+fn assert_rich_rows(recorded: i64, per_partition: i64, context: &dyn std::fmt::Display) {
+    let all = 2 * per_partition;
+    assert!(
+        [all, all - 3, all - 6].contains(&recorded),
+        "{recorded} rows recorded; expected {all}, less 3 per compacted partition: {context}"
+    );
+}
+
 /// A whole cluster (a Milvus of its own, so no other test's collections join in): two
 /// databases and over a thousand collections, every one backed up with its binlogs, meta and
 /// row count; describe and list calls run in parallel, flushes in batches per database.
@@ -582,7 +594,7 @@ async fn cluster_backup_covers_every_database_and_scales() {
     }
     assert_eq!(seen.len(), 1003);
     let rows = |db: &str, name: &str| seen[&(db.to_owned(), name.to_owned())];
-    assert_eq!(rows("default", "rich"), 60);
+    assert_rich_rows(rows("default", "rich"), 30, &"default.rich");
     assert_eq!(rows("default", "plain"), 10);
     assert_eq!(rows("second", "other"), 15);
     assert_eq!(rows("second", "many0100"), 3);

@@ -133,6 +133,17 @@ async fn loading_an_unindexed_collection_is_refused_up_front(backend: Backend) {
     let name = unique("plain");
     seed(&milvus.uri, &["create-collection", "default", &name, "20"]).await;
     let (cluster, backup) = backed_up(&app, &project, "default", &[&name]).await;
+    let details = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        details["dbCollections"][0]["collections"][0]["loadable"], false,
+        "{details}"
+    );
     let path = format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection");
     let body = |status: &str| {
         json!({"destClusterId": cluster, "dbCollections": [{"dbName": "default",

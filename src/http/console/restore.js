@@ -5,6 +5,18 @@ import { api, loadAllClusters } from './api.js';
 import { h, field, select, openDialog, errorBox, notify, fill } from './ui.js';
 import { liveJob } from './jobs.js';
 
+/** The load-state picker of one collection; Milvus loads only indexed collections. */
+function loadState(dbName, collection) {
+  const name = `${dbName}.${collection.collectionName}`;
+  const picker = select({ 'aria-label': `Load state of ${name} after restore`, dataset: { load: '' } },
+    [['NOT_LOADED', 'Not loaded'], ['LOADED', 'Loaded']], 'NOT_LOADED');
+  if (collection.loadable !== false) return picker;
+  picker.querySelector('option[value=LOADED]').disabled = true;
+  const hintId = `load-hint-${name.replace(/\W/g, '-')}`;
+  picker.setAttribute('aria-describedby', hintId);
+  return [picker, h('p', { class: 'hint', id: hintId }, 'No vector index in the backup: create one after the restore, then load.')];
+}
+
 export async function restoreDialog(ctx, backup, jobs) {
   const destination = select({ name: 'destClusterId', 'data-field': 'destClusterId' }, []);
   const collectionsPart = h('div', { class: 'restore-collections' });
@@ -30,8 +42,7 @@ export async function restoreDialog(ctx, backup, jobs) {
         name: `dest-${d}-${i}`, dataset: { collection: c.collectionName }, placeholder: c.collectionName,
         autocomplete: 'off', 'aria-label': `New name for ${db.dbName}.${c.collectionName}`,
       })),
-      h('td', {}, select({ 'aria-label': `Load state of ${db.dbName}.${c.collectionName} after restore`, dataset: { load: '' } },
-        [['NOT_LOADED', 'Not loaded'], ['LOADED', 'Loaded']], 'NOT_LOADED'))));
+      h('td', {}, loadState(db.dbName, c))));
     collectionsPart.append(h('fieldset', { class: 'restore-db', dataset: { db: db.dbName } },
       h('legend', {}, `Database ${db.dbName}`),
       field('Restore into database', h('input', { dataset: { destDb: '' }, placeholder: db.dbName, autocomplete: 'off' }),
