@@ -14,7 +14,7 @@ function loadState(dbName, collection) {
   picker.querySelector('option[value=LOADED]').disabled = true;
   const hintId = `load-hint-${name.replace(/\W/g, '-')}`;
   picker.setAttribute('aria-describedby', hintId);
-  return [picker, h('p', { class: 'hint', id: hintId }, 'No vector index in the backup: create one after the restore, then load.')];
+  return [picker, h('p', { class: 'hint', id: hintId }, 'No vector index: create one after the restore, then load.')];
 }
 
 export async function restoreDialog(ctx, backup, jobs) {
