@@ -2,6 +2,8 @@
 //! embedded in the binary at compile time and served under `/console/`. It calls only the
 //! public `/v2` API, with the API key the user pastes; the server gives it nothing else.
 
+use std::sync::LazyLock;
+
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -45,6 +47,16 @@ static ASSETS: &[Asset] = &[
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
+/// One ETag per asset, in `ASSETS` order: the CRC32C of the embedded body, computed once.
+/// Files are revalidated on every load (`no-cache`) so an upgrade shows at once; an
+/// unchanged file costs a 304.
+static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|a| format!("\"{:08x}\"", crc32c::crc32c(a.body.as_bytes())))
+        .collect()
+});
+
 /// Everything the page loads comes from this origin; no inline script, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; \
@@ -67,25 +79,24 @@ async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
 }
 
 fn serve(name: &str, request: &HeaderMap) -> Result<Response, Error> {
-    let asset = ASSETS.iter().find(|a| a.name == name).ok_or_else(|| {
+    let index = ASSETS.iter().position(|a| a.name == name).ok_or_else(|| {
         Error::NotFound(format!(
             "the console has no file '{name}'; open /console/ for the console"
         ))
     })?;
-    // Revalidated on every load (`no-cache`) so an upgrade shows at once; the checksum of
-    // the embedded body is a stable validator, so an unchanged file costs a 304.
-    let etag = format!("\"{:08x}\"", crc32c::crc32c(asset.body.as_bytes()));
+    let asset = &ASSETS[index];
+    let etag = &ETAGS[index];
     let unchanged = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.as_str()));
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
     };
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, etag);
     }
     for (name, value) in [

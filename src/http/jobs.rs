@@ -17,6 +17,7 @@ use super::{ok, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PagePara
 use crate::auth::Principal;
 use crate::domain::access::Privilege;
 use crate::error::Error;
+use crate::jobs::Registry;
 use crate::store::{Job, JobFilter, JobStatus};
 
 /// How often an event stream re-reads a job when no in-process change wakes it (changes made
@@ -60,11 +61,16 @@ pub struct JobView {
     end_time: Option<DateTime<Utc>>,
     reason: Option<String>,
     resource: JobResource,
+    /// Whether `POST /v2/jobs/{jobId}/cancel` would accept it now: a cancellable type
+    /// (backup, copy, verify) that is PENDING or IN_PROGRESS.
+    cancellable: bool,
 }
 
-impl From<Job> for JobView {
-    fn from(j: Job) -> JobView {
+impl JobView {
+    fn new(j: Job, registry: &Registry) -> JobView {
         JobView {
+            cancellable: registry.is_cancellable(&j.job_type)
+                && matches!(j.status, JobStatus::Pending | JobStatus::InProgress),
             job_id: j.id,
             project_id: j.project_id,
             job_type: j.job_type,
@@ -151,7 +157,10 @@ async fn list_jobs(
         .await?;
     Ok(ok(JobList {
         page: PageInfo::new(count, page),
-        jobs: jobs.into_iter().map(JobView::from).collect(),
+        jobs: jobs
+            .into_iter()
+            .map(|j| JobView::new(j, state.jobs.registry()))
+            .collect(),
     }))
 }
 
@@ -164,7 +173,7 @@ async fn describe_job(
     ApiPath(job_id): ApiPath<String>,
 ) -> ApiResult<JobView> {
     let job = visible_job(&state, &principal, &job_id, Privilege::JobRead).await?;
-    Ok(ok(JobView::from(job)))
+    Ok(ok(JobView::new(job, state.jobs.registry())))
 }
 
 /// Cancel a pending or running job. A pending job is CANCELED at once; a running one becomes
@@ -240,7 +249,8 @@ async fn job_events(
                     }
                 };
                 let is_final = job.status.is_final();
-                let body = serde_json::json!({ "code": 0, "data": JobView::from(job) }).to_string();
+                let view = JobView::new(job, state.jobs.registry());
+                let body = serde_json::json!({ "code": 0, "data": view }).to_string();
                 if last.as_deref() == Some(body.as_str()) {
                     continue;
                 }

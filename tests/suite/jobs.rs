@@ -595,6 +595,7 @@ async fn cancel_pending_and_running_jobs(backend: Backend) {
         .await;
     assert_eq!(described["status"], "CANCELED");
     assert!(described["endTime"].is_string());
+    assert_eq!(described["cancellable"], false, "final: {described}");
 
     let running = new_job(&jobs, &project, "UNTIL_CANCELED", json!({}));
     jobs.enqueue(&running).await.unwrap();
@@ -602,6 +603,10 @@ async fn cancel_pending_and_running_jobs(backend: Backend) {
         j.status == JobStatus::InProgress
     })
     .await;
+    let described = app
+        .admin(Method::GET, &format!("/v2/jobs/{}", running.id), None)
+        .await;
+    assert_eq!(described["cancellable"], true, "{described}");
     let path = format!("/v2/jobs/{}/cancel", running.id);
     let (status, _) = app.call(Method::POST, &path, Some(&reader), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -623,6 +628,13 @@ async fn cancel_pending_and_running_jobs(backend: Backend) {
 
     let stubborn = new_job(&jobs, &project, "STUBBORN", json!({}));
     jobs.enqueue(&stubborn).await.unwrap();
+    let described = app
+        .admin(Method::GET, &format!("/v2/jobs/{}", stubborn.id), None)
+        .await;
+    assert_eq!(
+        described["cancellable"], false,
+        "STUBBORN jobs cannot be canceled"
+    );
     let (status, json) = app
         .call(
             Method::POST,

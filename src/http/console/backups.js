@@ -3,16 +3,13 @@
 import { api, query, isFinal, loadRegions } from './api.js';
 import {
   h, badge, fact, field, formatBytes, formatTime, table, pager, openDialog, pageHeader, loading, errorBox,
-  notify, fill,
+  notify, fill, href,
 } from './ui.js';
 import { liveJob } from './jobs.js';
 import { restoreDialog } from './restore.js';
 
 const PAGE_SIZE = 10;
 const BUSY = new Set(['CREATING', 'DELETING']);
-
-const backupHref = (clusterId, backupId) =>
-  `#/clusters/${encodeURIComponent(clusterId)}/backups/${encodeURIComponent(backupId)}`;
 
 export async function backupsTab(ctx, cluster, body) {
   const jobs = h('div', { class: 'live-jobs', 'aria-label': 'Jobs started here' });
@@ -38,7 +35,7 @@ export async function backupsTab(ctx, cluster, body) {
       return;
     }
     const rows = answer.backups.map((b) => [
-      h('a', { href: backupHref(cluster.clusterId, b.backupId) }, b.backupName),
+      h('a', { href: href.backup(cluster.clusterId, b.backupId) }, b.backupName),
       BUSY.has(b.status) && b.jobId ? h('span', { class: 'busy-status', dataset: { jobId: b.jobId } }, badge(b.status)) : badge(b.status),
       b.backupType,
       b.creationMethod,
@@ -187,7 +184,7 @@ export async function backupPage(ctx, clusterId, backupId) {
   ctx.show(
     h('p', { class: 'breadcrumb' },
       h('a', { href: '#/clusters' }, 'Clusters'), ' / ',
-      h('a', { href: `#/clusters/${encodeURIComponent(clusterId)}` }, backup.clusterName), ' / ', backup.backupName),
+      h('a', { href: href.cluster(clusterId) }, backup.clusterName), ' / ', backup.backupName),
     pageHeader(backup.backupName, ...actions),
     jobs,
     h('dl', { class: 'facts' },
@@ -234,6 +231,6 @@ function deleteDialog(backup) {
     const deleted = await api('DELETE',
       `/v2/clusters/${encodeURIComponent(backup.clusterId)}/backups/${encodeURIComponent(backup.backupId)}`);
     notify(`Deleting ${deleted.backupName} (job ${deleted.jobId}).`, 'success');
-    location.hash = `#/clusters/${encodeURIComponent(backup.clusterId)}`;
+    location.hash = href.cluster(backup.clusterId);
   });
 }

@@ -1,7 +1,10 @@
 // Clusters: the list per project, registering a cluster, and a cluster's page with its tabs.
 
 import { api, query, loadProjects, loadRegions } from './api.js';
-import { h, badge, fact, field, select, table, pager, openDialog, pageHeader, loading, errorBox, notify } from './ui.js';
+import {
+  h, badge, fact, field, select, table, pager, openDialog, pageHeader, loading, errorBox, notify, href,
+  wholeNumberOrText,
+} from './ui.js';
 import { backupsTab } from './backups.js';
 import { policyTab } from './policy.js';
 
@@ -30,7 +33,7 @@ export async function clustersPage(ctx) {
   const projectPicker = select({ id: 'project-filter', onchange: (e) => ctx.navigate({ projectId: e.target.value, page: '' }) },
     [['', 'All projects'], ...projects.map((p) => [p.projectId, `${p.projectName} (${p.projectId})`])], projectId);
   const rows = answer.clusters.map((c) => [
-    h('a', { href: `#/clusters/${encodeURIComponent(c.clusterId)}` }, c.clusterName),
+    h('a', { href: href.cluster(c.clusterId) }, c.clusterName),
     h('code', {}, c.clusterId),
     projectNames.get(c.projectId) ?? c.projectId,
     c.regionId,
@@ -114,20 +117,18 @@ function registerClusterDialog(ctx, projects, regions, projectId) {
         accessKeyId: value('storage.accessKeyId'),
         secretAccessKey: value('storage.secretAccessKey'),
       };
-    const cuText = value('cuSize');
     const body = {
       clusterName: value('clusterName'),
       projectId: value('projectId'),
       regionId: value('regionId'),
       plan: value('plan'),
-      // Sent as typed, so the API's message (not the browser's) explains a bad value.
-      cuSize: /^-?\d+$/.test(cuText) ? Number(cuText) : cuText,
+      cuSize: wholeNumberOrText(value('cuSize')),
       milvus: { uri: value('milvus.uri'), token: optional('milvus.token') },
       storage,
     };
     const created = await api('POST', '/v2/clusters', body);
     notify(`Cluster ${body.clusterName} registered (${created.clusterId}).`, 'success');
-    location.hash = `#/clusters/${encodeURIComponent(created.clusterId)}`;
+    location.hash = href.cluster(created.clusterId);
   });
 }
 
@@ -143,9 +144,8 @@ export async function clusterPage(ctx, clusterId, tab) {
     return;
   }
   document.title = `${cluster.clusterName} · Backstop console`;
-  const base = `#/clusters/${encodeURIComponent(clusterId)}`;
-  const tabLink = (name, href, label) => h('a', {
-    href, class: 'tab', 'aria-current': tab === name ? 'page' : null,
+  const tabLink = (name, target, label) => h('a', {
+    href: target, class: 'tab', 'aria-current': tab === name ? 'page' : null,
   }, label);
   const body = h('div', { class: 'tab-body' });
   ctx.show(
@@ -160,8 +160,8 @@ export async function clusterPage(ctx, clusterId, tab) {
       fact('Milvus', cluster.milvusVersion ?? '—'),
       fact('Address', cluster.connectAddress)),
     h('nav', { class: 'tabs', 'aria-label': 'Cluster' },
-      tabLink('backups', base, 'Backups'),
-      tabLink('policy', `${base}/policy`, 'Automatic backups')),
+      tabLink('backups', href.cluster(clusterId), 'Backups'),
+      tabLink('policy', href.policy(clusterId), 'Automatic backups')),
     body,
   );
   if (tab === 'policy') await policyTab(ctx, cluster, body);

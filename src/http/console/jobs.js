@@ -4,18 +4,14 @@
 import { api, query, isFinal, followJob, loadProjects } from './api.js';
 import {
   h, badge, field, select, formatBytes, formatDuration, formatTime, pager, pageHeader, loading, errorBox,
-  notify, progressBar, updateProgressBar, fill,
+  notify, progressBar, updateProgressBar, fill, href,
 } from './ui.js';
 
 const PAGE_SIZE = 20;
 const TYPES = ['BACKUP', 'RESTORE_COLLECTION', 'RESTORE_CLUSTER', 'DELETE_BACKUP', 'VERIFY_BACKUP', 'COPY_BACKUP'];
 const STATUSES = ['PENDING', 'IN_PROGRESS', 'SUCCESSFUL', 'FAILED', 'CANCELING', 'CANCELED'];
-// The API's rule (POST /v2/jobs/{jobId}/cancel): these types, while pending or running.
-const CANCELLABLE = new Set(['BACKUP', 'COPY_BACKUP', 'VERIFY_BACKUP']);
 const REFRESH_ACTIVE_MS = 3000;
 const REFRESH_IDLE_MS = 15000;
-
-const canCancel = (job) => CANCELLABLE.has(job.type) && (job.status === 'PENDING' || job.status === 'IN_PROGRESS');
 
 function cancelButton(job, onCanceled) {
   return h('button', {
@@ -62,8 +58,8 @@ export function liveJob(jobId, signal, onFinal) {
       h('div', { class: 'job-card-head' },
         h('strong', {}, job.type.replaceAll('_', ' ').toLowerCase()), ' ',
         h('code', {}, job.jobId), ' ', badge(job.status),
-        canCancel(job) ? cancelButton(job) : null,
-        h('a', { href: `#/jobs?jobId=${encodeURIComponent(job.jobId)}` }, 'Job center')),
+        job.cancellable ? cancelButton(job) : null,
+        h('a', { href: href.job(job.jobId) }, 'Job center')),
       bar,
       h('p', { class: 'job-details' }, details(job)));
   };
@@ -114,18 +110,18 @@ export async function jobsPage(ctx) {
     updateProgressBar(progress.firstChild, job.progress);
     duration.textContent = formatDuration(job.startTime, job.endTime);
     fill(info, details(job));
-    if (canCancel(before) !== canCancel(job)) fill(actions, canCancel(job) ? cancelButton(job, refresh) : '');
+    if (before.cancellable !== job.cancellable) fill(actions, job.cancellable ? cancelButton(job, refresh) : '');
   }
 
   function renderRow(job) {
     const resource = [];
     if (job.resource.clusterId) {
-      resource.push(h('a', { href: `#/clusters/${encodeURIComponent(job.resource.clusterId)}` }, job.resource.clusterId));
+      resource.push(h('a', { href: href.cluster(job.resource.clusterId) }, job.resource.clusterId));
     }
     if (job.resource.backupId) {
       const ownCluster = ['BACKUP', 'DELETE_BACKUP', 'VERIFY_BACKUP', 'COPY_BACKUP'].includes(job.type);
       resource.push(' ', ownCluster && job.resource.clusterId
-        ? h('a', { href: `#/clusters/${encodeURIComponent(job.resource.clusterId)}/backups/${encodeURIComponent(job.resource.backupId)}` },
+        ? h('a', { href: href.backup(job.resource.clusterId, job.resource.backupId) },
           job.resource.backupId)
         : job.resource.backupId);
     }
@@ -138,7 +134,7 @@ export async function jobsPage(ctx) {
       h('td', {}, formatTime(job.startTime ?? job.createTime)),
       h('td', {}, formatDuration(job.startTime, job.endTime)),
       h('td', {}, details(job)),
-      h('td', {}, canCancel(job) ? cancelButton(job, refresh) : ''));
+      h('td', {}, job.cancellable ? cancelButton(job, refresh) : ''));
   }
 
   let timer = null;

@@ -2,7 +2,9 @@
 // the field it names.
 
 import { api, loadRegions } from './api.js';
-import { h, badge, field, select, loading, errorBox, notify, clearFieldErrors, showFormError, fill } from './ui.js';
+import {
+  h, badge, field, select, loading, errorBox, notify, clearFieldErrors, showFormError, fill, wholeNumberOrText,
+} from './ui.js';
 
 const DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
 
@@ -61,13 +63,11 @@ export async function policyTab(ctx, cluster, body) {
     event.preventDefault();
     clearFieldErrors(form);
     error.hidden = true;
-    const retentionText = retention.value.trim();
     const request = {
       enabled: enabled.checked,
       frequency: [...form.querySelectorAll('input[name=day]:checked')].map((b) => b.value).join(','),
       startTime: windowInput.value.trim(),
-      // Sent as typed, so the API's message explains a bad value.
-      retentionDays: /^-?\d+$/.test(retentionText) ? Number(retentionText) : retentionText,
+      retentionDays: wholeNumberOrText(retention.value.trim()),
       crossRegionCopies: [...copyRows.querySelectorAll('.copy-row')].map((row) => ({
         regionId: row.querySelector('[data-copy-region]').value,
         retentionDays: Number(row.querySelector('[data-copy-retention]').value),

@@ -31,6 +31,22 @@ function append(el, children) {
   }
 }
 
+/** Links to the console's own pages (the routes app.js serves). */
+export const href = {
+  cluster: (clusterId) => `#/clusters/${encodeURIComponent(clusterId)}`,
+  policy: (clusterId) => `${href.cluster(clusterId)}/policy`,
+  backup: (clusterId, backupId) => `${href.cluster(clusterId)}/backups/${encodeURIComponent(backupId)}`,
+  job: (jobId) => `#/jobs?jobId=${encodeURIComponent(jobId)}`,
+};
+
+/**
+ * A number field's text as the API should get it: a whole number as a number, anything else
+ * as typed, so the API's own message (not the browser's) explains a bad value.
+ */
+export function wholeNumberOrText(text) {
+  return /^-?\d+$/.test(text) ? Number(text) : text;
+}
+
 export function formatBytes(bytes) {
   if (bytes === undefined || bytes === null) return '—';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
