@@ -7,28 +7,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::clusters::ClusterStorage;
+
 use crate::config::S3Config;
 use crate::crypto::{CryptoError, SecretBox};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::objects::{DynObjectStore, LocalStore, S3Store};
 use crate::store::Cluster;
-
-/// Where a cluster's Milvus keeps its binlogs, without secrets (stored as JSON, returned by the
-/// API as is).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ClusterStorage {
-    /// Milvus `localStorage.path`.
-    Local { path: String },
-    /// Milvus's MinIO/S3 bucket and `rootPath`.
-    #[serde(rename_all = "camelCase")]
-    S3 {
-        endpoint: Option<String>,
-        bucket: String,
-        root_path: String,
-        region: Option<String>,
-    },
-}
 
 /// The sealed part of a cluster: never logged, never returned.
 #[derive(Default, Serialize, Deserialize)]
@@ -60,14 +45,16 @@ impl ClusterSecrets {
 pub enum ClusterAccessError {
     #[error("cluster credentials cannot be opened: {0}")]
     Secrets(#[from] CryptoError),
-    #[error("cluster storage record is invalid: {0}")]
-    Storage(String),
     #[error(transparent)]
     Milvus(#[from] MilvusError),
 }
 
-pub fn storage_of(cluster: &Cluster) -> Result<ClusterStorage, ClusterAccessError> {
-    serde_json::from_str(&cluster.storage).map_err(|e| ClusterAccessError::Storage(e.to_string()))
+/// An unusable cluster record (credentials that do not open, an address that does not parse)
+/// will not get better by retrying.
+impl From<ClusterAccessError> for crate::jobs::JobError {
+    fn from(err: ClusterAccessError) -> Self {
+        crate::jobs::JobError::Permanent(err.to_string())
+    }
 }
 
 /// A client for the cluster's Milvus with calls bounded by `timeout`.
@@ -91,7 +78,7 @@ pub fn binlog_store(
     cluster: &Cluster,
     secrets: &SecretBox,
 ) -> Result<DynObjectStore, ClusterAccessError> {
-    match storage_of(cluster)? {
+    match &cluster.storage {
         ClusterStorage::Local { path } => Ok(Arc::new(LocalStore::new(path))),
         ClusterStorage::S3 {
             endpoint,
@@ -101,10 +88,10 @@ pub fn binlog_store(
         } => {
             let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
             let config = S3Config {
-                endpoint,
-                bucket,
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
                 prefix: root_path.trim_matches('/').to_owned(),
-                region: region.unwrap_or_else(|| "us-east-1".to_owned()),
+                region: region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
                 access_key_id: opened.access_key_id.unwrap_or_default(),
                 secret_access_key: SecretString::from(opened.secret_access_key.unwrap_or_default()),
                 force_path_style: true,

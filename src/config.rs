@@ -77,6 +77,9 @@ pub struct Config {
     pub restore: RestoreConfig,
     pub scheduler: SchedulerConfig,
     pub regions: Vec<RegionConfig>,
+    /// Test barriers (only in `test-hooks` builds; never read from TOML).
+    #[serde(skip)]
+    pub test_hooks: crate::test_hooks::TestHooks,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,9 +150,6 @@ pub struct BackupConfig {
     pub describe_parallelism: usize,
     /// How long a backup waits for Milvus to persist the flushed segments.
     pub flush_timeout_secs: u64,
-    /// Fault injection for tests only (never read from TOML): stop copying at a barrier.
-    #[serde(skip)]
-    pub pause: Option<PausePoint>,
 }
 
 /// Automatic backups and retention.
@@ -172,33 +172,6 @@ pub struct RestoreConfig {
     pub max_shards: u32,
     /// How long one partition's Import may take.
     pub import_timeout_secs: u64,
-}
-
-/// A barrier in the copy, for tests that crash a process or change Milvus mid-backup: after
-/// `after_files` files a backup job creates `<dir>/paused` and waits until `<dir>/resume`
-/// exists. Set in-process by tests, or for a child process with
-/// `BACKSTOP_TEST_BACKUP_PAUSE=<after_files>:<dir>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PausePoint {
-    pub after_files: u64,
-    pub dir: PathBuf,
-}
-
-impl PausePoint {
-    fn parse(text: &str) -> Result<PausePoint, ConfigError> {
-        text.split_once(':')
-            .and_then(|(n, dir)| {
-                Some(PausePoint {
-                    after_files: n.parse().ok()?,
-                    dir: PathBuf::from(dir),
-                })
-            })
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "BACKSTOP_TEST_BACKUP_PAUSE is '{text}'; use <files>:<directory>"
-                ))
-            })
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,9 +292,8 @@ impl Config {
         let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
-        if let Some((_, text)) = env.iter().find(|(k, _)| k == "BACKSTOP_TEST_BACKUP_PAUSE") {
-            config.backup.pause = Some(PausePoint::parse(text)?);
-        }
+        config.test_hooks =
+            crate::test_hooks::TestHooks::from_env(env).map_err(ConfigError::Invalid)?;
         config.validate()?;
         Ok(config)
     }

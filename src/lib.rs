@@ -18,7 +18,9 @@ pub mod milvus;
 pub mod objects;
 pub mod regions;
 pub mod restore;
+pub mod service;
 pub mod store;
+pub mod test_hooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use crate::http::{AppState, RateLimiter};
 use crate::jobs::{Jobs, Registry};
 use crate::metrics::Metrics;
 use crate::regions::Regions;
+use crate::service::Services;
 use crate::store::{ApiKey, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,39 +70,26 @@ impl Application {
         listener: TcpListener,
         extra: Registry,
     ) -> Result<Application, StartupError> {
-        let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
-        let secrets = SecretBox::load_or_create(
-            config.secrets.encryption_key.as_ref(),
-            &config.data_dir.join("encryption.key"),
-        )?;
-        let regions = Regions::from_config(&config);
-        let region_rows: Vec<_> = regions.iter().map(|r| r.info.clone()).collect();
-        store.sync_regions(&region_rows, Utc::now()).await?;
-        let bootstrap_key = bootstrap_admin_key(&store).await?;
+        let services = Services::connect(config).await?;
+        let bootstrap_key = bootstrap_admin_key(&services.store).await?;
         let metrics = Arc::new(Metrics::new());
-        let config = Arc::new(config);
-        let regions = Arc::new(regions);
-        let services = backup::Services {
-            store: store.clone(),
-            regions: regions.clone(),
-            secrets: secrets.clone(),
-            config: config.clone(),
-        };
         let registry = restore::register(backup::register(extra, &services), &services);
-        let jobs =
-            Jobs::new(store.clone(), registry, config.jobs.clone()).with_metrics(metrics.clone());
+        let config = services.config.clone();
+        let jobs = Jobs::new(services.store.clone(), registry, config.jobs.clone())
+            .with_metrics(metrics.clone());
         let state = AppState {
-            scheduler: automatic::Scheduler::new(store.clone(), jobs.clone()),
+            scheduler: automatic::Scheduler::new(services.clone()),
             jobs,
             shutdown: tokio_util::sync::CancellationToken::new(),
             rate_limiter: Arc::new(RateLimiter::new(
                 config.server.rate_limit_per_second,
                 config.server.rate_limit_burst,
             )),
+            store: services.store.clone(),
+            secrets: services.secrets.clone(),
+            regions: services.regions.clone(),
             config,
-            store,
-            secrets,
-            regions,
+            services,
             metrics,
         };
         Ok(Application {
@@ -170,6 +160,27 @@ impl Application {
         }
         store.close().await;
         result
+    }
+}
+
+impl Services {
+    /// What every process of the service shares: the store (connected and migrated), the key
+    /// that opens cluster credentials, and the regions (synced into the store).
+    pub async fn connect(config: Config) -> Result<Services, StartupError> {
+        let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
+        let secrets = SecretBox::load_or_create(
+            config.secrets.encryption_key.as_ref(),
+            &config.data_dir.join("encryption.key"),
+        )?;
+        let regions = Regions::from_config(&config);
+        let region_rows: Vec<_> = regions.iter().map(|r| r.info.clone()).collect();
+        store.sync_regions(&region_rows, Utc::now()).await?;
+        Ok(Services {
+            store,
+            regions: Arc::new(regions),
+            secrets,
+            config: Arc::new(config),
+        })
     }
 }
 

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt};
 
 use super::manifest::{Manifest, ManifestObject};
-use super::{storage_error, Services};
+use super::storage_error;
 use crate::domain::backups::{BackupLayout, BackupStatus};
 use crate::jobs::{JobContext, JobError};
 use crate::objects::{self, DynObjectStore, ObjectError, ObjectStore};
+use crate::service::Services;
 use crate::store::{Backup, Progress};
+use crate::test_hooks::PausePoint;
 
 /// The job's backup, which must be AVAILABLE.
 pub async fn available_backup(services: &Services, ctx: &JobContext) -> Result<Backup, JobError> {
@@ -99,17 +101,19 @@ pub async fn verify_objects(
 }
 
 /// Copies each object to its destination key (server-side where the stores allow), checking
-/// what lands against the manifest.
+/// what lands against the manifest. `barrier` (tests only) holds the copy after some files.
 pub async fn copy_objects(
     ctx: &JobContext,
     source: &DynObjectStore,
     dest: &DynObjectStore,
     objects: Vec<(ManifestObject, String)>,
     parallelism: usize,
+    barrier: Option<&PausePoint>,
 ) -> Result<(), JobError> {
+    let copied = AtomicU64::new(0);
     futures::stream::iter(objects)
         .map(|(object, dest_key)| {
-            let (source, dest) = (source.clone(), dest.clone());
+            let (source, dest, copied) = (source.clone(), dest.clone(), &copied);
             async move {
                 ctx.checkpoint()?;
                 let written = objects::copy(source.as_ref(), &object.key, dest.as_ref(), &dest_key)
@@ -121,6 +125,10 @@ pub async fn copy_objects(
                          verify the backup",
                         object.key, written.checksum, object.checksum
                     )));
+                }
+                let count = copied.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(pause) = barrier.filter(|p| p.after(count)) {
+                    pause.wait(ctx).await?;
                 }
                 Ok(())
             }

@@ -8,18 +8,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::manifest::ManifestObject;
-use crate::config::PausePoint;
 use crate::domain::backups::BackupLayout;
 use crate::jobs::{JobContext, Stop};
 use crate::milvus::SegmentDescription;
 use crate::objects::{self, Checksum, DynObjectStore, ObjectError, ObjectMeta};
+use crate::test_hooks::TestHooks;
 
 /// Objects already in the backup, by destination key: (size, checksum). Saved in the job's
 /// state so an attempt after a crash skips them.
 pub(super) type Copied = BTreeMap<String, (u64, Checksum)>;
+
+/// The backup job's saved state: what survives a crash is the objects already copied.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct SavedState {
+    pub copied: Copied,
+}
 
 #[derive(Debug)]
 pub(super) enum CopyFailure {
@@ -52,7 +59,7 @@ pub(super) struct Copier {
     pub collections_total: u64,
     /// Files copied by this attempt (for the test barrier).
     pub files_copied: Arc<AtomicU64>,
-    pub pause: Option<PausePoint>,
+    pub hooks: TestHooks,
 }
 
 impl Copier {
@@ -135,8 +142,10 @@ impl Copier {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), (written.size, written.checksum));
         let count = self.files_copied.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(pause) = self.pause.as_ref().filter(|p| p.after_files == count) {
-            self.wait_at_barrier(pause).await?;
+        if let Some(pause) = self.hooks.backup_copy().filter(|p| p.after(count)) {
+            // What the barrier's test kills or cancels resumes from the saved state.
+            self.save_state().await;
+            pause.wait(&self.ctx).await?;
         }
         Ok(ManifestObject {
             key,
@@ -145,30 +154,17 @@ impl Copier {
         })
     }
 
-    /// Test barrier: saves the copy state, says `paused`, and waits for `resume` (or a stop).
-    async fn wait_at_barrier(&self, pause: &PausePoint) -> Result<(), Stop> {
+    /// Saves what is copied so far in the job's state. A failure is logged and skipped: a
+    /// resumed attempt then copies a few files again.
+    pub async fn save_state(&self) {
         let copied = self
             .copied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Err(e) = self
-            .ctx
-            .save_state(&super::create::SavedState { copied })
-            .await
-        {
-            tracing::warn!(error = %e, "test barrier: state not saved");
+        if let Err(e) = self.ctx.save_state(&SavedState { copied }).await {
+            tracing::debug!(error = %e, "copy state not saved; a resumed attempt copies more again");
         }
-        let _ = std::fs::create_dir_all(&pause.dir);
-        let _ = std::fs::write(pause.dir.join("paused"), b"");
-        tracing::warn!(dir = %pause.dir.display(), "test barrier: backup copy paused");
-        while !pause.dir.join("resume").exists() {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
-                stop = self.ctx.stopped() => return Err(stop),
-            }
-        }
-        Ok(())
     }
 
     /// The progress step: which collection is being copied, and how far the job is.

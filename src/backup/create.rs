@@ -15,39 +15,24 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::copy::{Copied, Copier, CopyFailure};
+use super::copy::{Copier, CopyFailure, SavedState};
 use super::manifest::{
-    Manifest, ManifestCollection, ManifestObject, ManifestSegment, FORMAT_VERSION,
+    CollectionMeta, Manifest, ManifestCollection, ManifestObject, ManifestSegment, FORMAT_VERSION,
 };
-use super::{delete_prefix, storage_error, Services};
+use super::{delete_prefix, storage_error};
 use crate::clusters;
-use crate::domain::backups::{BackupLayout, BackupStatus, BackupType, COPY_BACKUP_JOB};
+use crate::domain::backups::{BackupLayout, BackupStatus, BackupType};
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
-use crate::store::{BackedUpCollection, Backup, Job, Progress};
+use crate::service::Services;
+use crate::store::{BackedUpCollection, Backup, Cluster, Job, Progress};
 
 pub struct BackupHandler {
     pub(super) services: Services,
-}
-
-/// What survives a crash: the objects already copied.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct SavedState {
-    pub copied: Copied,
-}
-
-/// `meta/<db>/<collection>.json`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CollectionMeta {
-    #[serde(flatten)]
-    pub collection: CollectionDescription,
-    pub segments: Vec<ManifestSegment>,
 }
 
 /// One collection, copied and checked.
@@ -63,6 +48,11 @@ fn milvus_error(context: &str, err: MilvusError) -> JobError {
 
 #[async_trait]
 impl JobHandler for BackupHandler {
+    /// A canceled backup loses its objects and ends CANCELED.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     async fn abandoned(&self, job: &Job, why: &Abandoned) {
         let Some(backup_id) = &job.backup_id else {
             return;
@@ -104,7 +94,7 @@ impl JobHandler for BackupHandler {
             // An earlier attempt finished it (and crashed before recording the job's end).
             return Ok(());
         }
-        let storage = self.services.region_storage(&backup)?;
+        let storage = self.services.storage_in(&backup.region_id)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
         match self.make(&ctx, &backup, &storage, &layout).await {
             Ok(()) => Ok(()),
@@ -144,7 +134,7 @@ impl BackupHandler {
         reason: &str,
     ) -> Result<(), JobError> {
         // A region no longer configured holds nothing this process can reach or remove.
-        if let Ok(storage) = self.services.region_storage(backup) {
+        if let Ok(storage) = self.services.storage_in(&backup.region_id) {
             let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
             delete_prefix(storage.as_ref(), layout.prefix())
                 .await
@@ -157,6 +147,7 @@ impl BackupHandler {
         Ok(())
     }
 
+    /// Plan (describe and flush), copy, commit (meta, manifest, AVAILABLE).
     async fn make(
         &self,
         ctx: &JobContext,
@@ -164,9 +155,8 @@ impl BackupHandler {
         storage: &DynObjectStore,
         layout: &BackupLayout,
     ) -> Result<(), JobError> {
-        let services = &self.services;
-        let settings = &services.config.backup;
-        let cluster = services
+        let cluster = self
+            .services
             .store
             .get_cluster(&backup.cluster_id)
             .await?
@@ -176,24 +166,53 @@ impl BackupHandler {
                     backup.cluster_id
                 ))
             })?;
-        let client = services.milvus_for(&cluster)?;
-        let source = clusters::binlog_store(&cluster, &services.secrets)
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let client = self.services.milvus(&cluster)?;
+        let plan = self.plan(ctx, &client, backup).await?;
+        let (copied, bytes) = self
+            .copy(ctx, &client, &cluster, storage, layout, plan.collections)
+            .await?;
+        ctx.checkpoint()?;
+        ctx.progress(Progress {
+            percent: 96,
+            bytes_done: bytes as i64,
+            bytes_total: bytes as i64,
+            step: Some("writing manifest".to_owned()),
+        })
+        .await?;
+        self.commit(
+            backup,
+            storage,
+            layout,
+            plan.milvus_version,
+            plan.backup_time,
+            &copied,
+        )
+        .await
+    }
 
+    /// Describes the collections the backup covers and flushes them, so that what Milvus has
+    /// persisted at `backup_time` is what the backup holds.
+    async fn plan(
+        &self,
+        ctx: &JobContext,
+        client: &MilvusClient,
+        backup: &Backup,
+    ) -> Result<Plan, JobError> {
+        let settings = &self.services.config.backup;
         step(ctx, 1, "describing collections").await?;
         let milvus_version = client
             .version()
             .await
             .map_err(|e| milvus_error("reaching the cluster", e))?;
-        let targets = targets(&client, backup).await?;
-        let described = describe_all(&client, &targets, settings.describe_parallelism).await?;
+        let targets = targets(client, backup).await?;
+        let collections = describe_all(client, &targets, settings.describe_parallelism).await?;
         ctx.checkpoint()?;
 
         step(ctx, 3, "flushing collections").await?;
         let backup_time = Utc::now();
         let flush_timeout = Duration::from_secs(settings.flush_timeout_secs);
         let mut by_db: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for c in &described {
+        for c in &collections {
             by_db
                 .entry(c.db_name.as_str())
                 .or_default()
@@ -209,8 +228,28 @@ impl BackupHandler {
                 ctx.checkpoint()?;
             }
         }
+        Ok(Plan {
+            milvus_version,
+            backup_time,
+            collections,
+        })
+    }
 
+    /// Copies every collection's binlogs (resuming from the saved state), with progress;
+    /// returns the collections in name order and the bytes copied.
+    async fn copy(
+        &self,
+        ctx: &JobContext,
+        client: &MilvusClient,
+        cluster: &Cluster,
+        storage: &DynObjectStore,
+        layout: &BackupLayout,
+        described: Vec<CollectionDescription>,
+    ) -> Result<(Vec<CopiedCollection>, u64), JobError> {
+        let services = &self.services;
+        let settings = &services.config.backup;
         step(ctx, 5, "copying binlogs").await?;
+        let source = clusters::binlog_store(cluster, &services.secrets)?;
         let saved: SavedState = ctx.saved_state().unwrap_or_default();
         let copier = Copier {
             ctx: ctx.clone(),
@@ -226,12 +265,13 @@ impl BackupHandler {
             collections_done: Arc::new(AtomicU64::new(0)),
             collections_total: described.len() as u64,
             files_copied: Arc::new(AtomicU64::new(0)),
-            pause: settings.pause.clone(),
+            hooks: services.config.test_hooks.clone(),
         };
+        let flush_timeout = Duration::from_secs(settings.flush_timeout_secs);
         let reporting = CancellationToken::new();
         let reporter = tokio::spawn(report_progress(copier.clone(), reporting.clone()));
         let copied: Result<Vec<CopiedCollection>, JobError> = futures::stream::iter(described)
-            .map(|description| copy_collection(&client, &copier, description, flush_timeout))
+            .map(|description| copy_collection(client, &copier, description, flush_timeout))
             .buffer_unordered(settings.describe_parallelism)
             .try_collect()
             .await;
@@ -242,29 +282,34 @@ impl BackupHandler {
             (&a.description.db_name, &a.description.collection_name)
                 .cmp(&(&b.description.db_name, &b.description.collection_name))
         });
-        ctx.checkpoint()?;
+        Ok((copied, copier.bytes_done.load(Ordering::Relaxed)))
+    }
 
-        ctx.checkpoint()?;
-        ctx.progress(Progress {
-            percent: 96,
-            bytes_done: copier.bytes_done.load(Ordering::Relaxed) as i64,
-            bytes_total: copier.bytes_total.load(Ordering::Relaxed) as i64,
-            step: Some("writing manifest".to_owned()),
-        })
-        .await?;
+    /// Writes meta and manifest, then marks the backup AVAILABLE with what it holds and, in
+    /// the same transaction, enqueues its cross-region copies.
+    async fn commit(
+        &self,
+        backup: &Backup,
+        storage: &DynObjectStore,
+        layout: &BackupLayout,
+        milvus_version: String,
+        backup_time: chrono::DateTime<Utc>,
+        copied: &[CopiedCollection],
+    ) -> Result<(), JobError> {
+        let services = &self.services;
         let manifest = write_meta_and_manifest(
             storage.as_ref(),
             layout,
             backup,
             milvus_version,
             backup_time,
-            &copied,
+            copied,
         )
         .await?;
         let collections: Vec<BackedUpCollection> = manifest
             .collections
             .iter()
-            .zip(&copied)
+            .zip(copied)
             .map(|(m, c)| BackedUpCollection {
                 db_name: m.db_name.clone(),
                 collection_name: m.collection_name.clone(),
@@ -275,28 +320,13 @@ impl BackupHandler {
                 loadable: Some(c.description.loadable()),
             })
             .collect();
-        let copies: Vec<_> = backup
-            .copy_regions
-            .iter()
-            .map(|copy| {
-                let mut job = services.new_job(
-                    &backup.project_id,
-                    COPY_BACKUP_JOB,
-                    serde_json::json!({ "regionId": copy.region_id }),
-                );
-                job.cluster_id = Some(backup.cluster_id.clone());
-                job.backup_id = Some(backup.id.clone());
-                job.dedupe_key = Some(format!("copy:{}:{}", backup.id, copy.region_id));
-                (copy.clone(), job)
-            })
-            .collect();
         let completed = services
             .store
             .complete_backup(
                 &backup.id,
                 manifest.size as i64,
                 &collections,
-                &copies,
+                &services.copy_jobs(backup),
                 Utc::now(),
             )
             .await?;
@@ -314,6 +344,13 @@ impl BackupHandler {
         );
         Ok(())
     }
+}
+
+/// What the backup covers, described and flushed.
+struct Plan {
+    milvus_version: String,
+    backup_time: chrono::DateTime<Utc>,
+    collections: Vec<CollectionDescription>,
 }
 
 async fn step(ctx: &JobContext, percent: i32, name: &str) -> Result<(), Stop> {
@@ -353,21 +390,10 @@ async fn report_progress(copier: Copier, stop: CancellationToken) {
             break;
         }
         if ticks.is_multiple_of(10) {
-            save_copied(&copier).await;
+            copier.save_state().await;
         }
     }
-    save_copied(&copier).await;
-}
-
-async fn save_copied(copier: &Copier) {
-    let copied = copier
-        .copied
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    if let Err(e) = copier.ctx.save_state(&SavedState { copied }).await {
-        tracing::debug!(error = %e, "copy state not saved; a resumed attempt copies more again");
-    }
+    copier.save_state().await;
 }
 
 /// The collections the backup covers, checked to exist now.
@@ -375,55 +401,43 @@ async fn targets(
     client: &MilvusClient,
     backup: &Backup,
 ) -> Result<Vec<(String, String)>, JobError> {
-    let listing = |db: String| async move {
-        let names: Vec<String> = client
-            .list_collections(&db)
-            .await
-            .map_err(|e| milvus_error(&format!("listing collections of database {db}"), e))?
+    let selected: Vec<&str> = backup
+        .selection
+        .iter()
+        .map(|s| s.db_name.as_str())
+        .collect();
+    let only = (backup.backup_type == BackupType::Collection).then_some(selected.as_slice());
+    let existing = client
+        .collections_by_database(only)
+        .await
+        .map_err(|e| milvus_error("listing databases and collections", e))?;
+    if backup.backup_type == BackupType::Cluster {
+        return Ok(existing
             .into_iter()
-            .map(|c| c.name)
-            .collect();
-        Ok::<_, JobError>((db, names))
-    };
-    match backup.backup_type {
-        BackupType::Cluster => {
-            let databases = client
-                .list_databases()
-                .await
-                .map_err(|e| milvus_error("listing databases", e))?;
-            let listed = futures::future::try_join_all(databases.into_iter().map(listing)).await?;
-            Ok(listed
-                .into_iter()
-                .flat_map(|(db, names)| names.into_iter().map(move |n| (db.clone(), n)))
-                .collect())
-        }
-        BackupType::Collection => {
-            let databases = client
-                .list_databases()
-                .await
-                .map_err(|e| milvus_error("listing databases", e))?;
-            let mut targets = Vec::new();
-            for selected in &backup.selection {
-                if !databases.contains(&selected.db_name) {
-                    return Err(JobError::Permanent(format!(
-                        "database '{}' no longer exists in cluster {}",
-                        selected.db_name, backup.cluster_id
-                    )));
-                }
-                let (_, existing) = listing(selected.db_name.clone()).await?;
-                for name in &selected.collection_names {
-                    if !existing.contains(name) {
-                        return Err(JobError::Permanent(format!(
-                            "collection '{}.{name}' no longer exists in cluster {}",
-                            selected.db_name, backup.cluster_id
-                        )));
-                    }
-                    targets.push((selected.db_name.clone(), name.clone()));
-                }
+            .flat_map(|(db, collections)| {
+                collections.into_iter().map(move |c| (db.clone(), c.name))
+            })
+            .collect());
+    }
+    let mut targets = Vec::new();
+    for selected in &backup.selection {
+        let Some(collections) = existing.get(&selected.db_name) else {
+            return Err(JobError::Permanent(format!(
+                "database '{}' no longer exists in cluster {}",
+                selected.db_name, backup.cluster_id
+            )));
+        };
+        for name in &selected.collection_names {
+            if !collections.iter().any(|c| &c.name == name) {
+                return Err(JobError::Permanent(format!(
+                    "collection '{}.{name}' no longer exists in cluster {}",
+                    selected.db_name, backup.cluster_id
+                )));
             }
-            Ok(targets)
+            targets.push((selected.db_name.clone(), name.clone()));
         }
     }
+    Ok(targets)
 }
 
 /// Describes every target, `parallelism` calls at a time, with load state read once per

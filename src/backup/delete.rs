@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 
-use super::{delete_prefix, storage_error, Services};
+use super::{delete_prefix, storage_error};
 use crate::domain::backups::{BackupLayout, BackupStatus};
 use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::service::Services;
 use crate::store::Progress;
 
 pub struct DeleteBackupHandler {

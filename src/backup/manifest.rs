@@ -6,9 +6,20 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::milvus::CollectionDescription;
 use crate::objects::Checksum;
 
 pub const FORMAT_VERSION: u32 = 1;
+
+/// `meta/<db>/<collection>.json`: what a restore recreates a collection from (schema,
+/// partitions, indexes, load state) and the segments whose binlogs the backup holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionMeta {
+    #[serde(flatten)]
+    pub collection: CollectionDescription,
+    pub segments: Vec<ManifestSegment>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::checked::{available_backup, copy_objects, read_manifest};
-use super::{delete_prefix, storage_error, Services};
+use super::{delete_prefix, storage_error};
 use crate::domain::backups::{BackupLayout, BackupStatus};
 use crate::jobs::{JobContext, JobError, JobHandler};
 use crate::objects::{self, DynObjectStore};
+use crate::service::Services;
 use crate::store::Progress;
 
 pub struct CopyBackupHandler {
@@ -51,7 +52,7 @@ impl CopyBackupHandler {
             })
             .collect();
         let parallelism = self.services.config.backup.copy_parallelism;
-        copy_objects(ctx, &source, target, same_keys, parallelism).await?;
+        copy_objects(ctx, &source, target, same_keys, parallelism, None).await?;
         target
             .sync()
             .await
@@ -65,6 +66,11 @@ impl CopyBackupHandler {
 
 #[async_trait]
 impl JobHandler for CopyBackupHandler {
+    /// A canceled copy removes what it wrote; the copy is recorded FAILED with the reason.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let payload: CopyPayload = ctx.payload()?;

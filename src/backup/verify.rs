@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 
 use super::checked::{available_backup, read_manifest, verify_objects};
-use super::Services;
 use crate::domain::backups::BackupLayout;
 use crate::jobs::{JobContext, JobError, JobHandler};
+use crate::service::Services;
 
 pub struct VerifyBackupHandler {
     pub(super) services: Services,
@@ -15,10 +15,15 @@ pub struct VerifyBackupHandler {
 
 #[async_trait]
 impl JobHandler for VerifyBackupHandler {
+    /// Verify only reads.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let backup = available_backup(&self.services, &ctx).await?;
-        let storage = self.services.region_storage(&backup)?;
+        let storage = self.services.storage_in(&backup.region_id)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
         let (manifest, _) = read_manifest(storage.as_ref(), &layout).await?;
         let count = manifest.objects.len();

@@ -58,11 +58,34 @@ text_enum!(
     }
 );
 
+use super::schedule::RetentionDays;
+
 /// Job types of the backup work.
 pub const BACKUP_JOB: &str = "BACKUP";
 pub const DELETE_BACKUP_JOB: &str = "DELETE_BACKUP";
 pub const COPY_BACKUP_JOB: &str = "COPY_BACKUP";
 pub const VERIFY_BACKUP_JOB: &str = "VERIFY_BACKUP";
+
+/// Keys of jobs that must never run twice (`jobs.dedupe_key` is unique for ever), in one
+/// place so that every writer of a kind spells its key alike.
+pub mod dedupe {
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    /// The automatic backup of one scheduled slot.
+    pub fn auto_slot(cluster_id: &str, slot: NaiveDate) -> String {
+        format!("auto:{cluster_id}:{slot}")
+    }
+
+    /// The first automatic backup, taken when a policy is enabled at `at`.
+    pub fn auto_enabled(cluster_id: &str, at: DateTime<Utc>) -> String {
+        format!("auto:{cluster_id}:enabled:{}", at.timestamp_millis())
+    }
+
+    /// The copy of a backup into another region.
+    pub fn copy(backup_id: &str, region_id: &str) -> String {
+        format!("copy:{backup_id}:{region_id}")
+    }
+}
 
 /// A region a backup is copied to once AVAILABLE (`crossRegionCopies`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,11 +125,7 @@ pub fn validate_copies(
             ));
         }
         if let Some(days) = copy.retention_days {
-            if !(1..=30).contains(&days) {
-                return Err(format!(
-                    "crossRegionCopies[{i}].retentionDays is {days}; use 1 to 30"
-                ));
-            }
+            RetentionDays::parse(&format!("crossRegionCopies[{i}].retentionDays"), days)?;
         }
     }
     Ok(())

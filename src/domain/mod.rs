@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod backups;
+pub mod clusters;
 pub mod ids;
 pub mod names;
 pub mod restore;

@@ -114,14 +114,48 @@ pub fn last_closed_slot(
     None
 }
 
-/// Retention of automatic backups, in days.
-pub fn validate_retention_days(days: i64) -> Result<(), String> {
-    if (1..=30).contains(&days) {
-        Ok(())
-    } else {
-        Err(format!(
-            "retentionDays is {days}; use a whole number from 1 to 30"
-        ))
+/// How long an automatic backup, or a cross-region copy of one, is kept: 1–30 days.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct RetentionDays(i64);
+
+impl RetentionDays {
+    pub const MAX: i64 = 30;
+
+    /// `days` as the retention of `field` (named in the error).
+    pub fn parse(field: &str, days: i64) -> Result<RetentionDays, String> {
+        if (1..=Self::MAX).contains(&days) {
+            Ok(RetentionDays(days))
+        } else {
+            Err(format!(
+                "{field} is {days}; use a whole number from 1 to {}",
+                Self::MAX
+            ))
+        }
+    }
+
+    pub fn days(self) -> i64 {
+        self.0
+    }
+
+    /// When something created at `created` expires.
+    pub fn expiry(self, created: DateTime<Utc>) -> DateTime<Utc> {
+        created + Duration::days(self.0)
+    }
+}
+
+impl TryFrom<i64> for RetentionDays {
+    type Error = String;
+    fn try_from(days: i64) -> Result<RetentionDays, String> {
+        RetentionDays::parse("retentionDays", days)
+    }
+}
+
+impl From<RetentionDays> for i64 {
+    fn from(days: RetentionDays) -> i64 {
+        days.0
     }
 }
 
@@ -218,6 +252,16 @@ mod tests {
         assert_eq!(billed_days(from, from + Duration::minutes(5)), 1);
         assert_eq!(billed_days(from, from), 1);
         assert!((cost(30.0, 0.03) - 0.03).abs() < 1e-12);
-        assert!(validate_retention_days(0).is_err() && validate_retention_days(31).is_err());
+        assert!(RetentionDays::parse("retentionDays", 0).is_err());
+        assert_eq!(
+            RetentionDays::parse("x.retentionDays", 31).unwrap_err(),
+            "x.retentionDays is 31; use a whole number from 1 to 30"
+        );
+        assert_eq!(
+            RetentionDays::parse("retentionDays", 2)
+                .unwrap()
+                .expiry(from),
+            from + Duration::days(2)
+        );
     }
 }

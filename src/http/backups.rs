@@ -2,9 +2,6 @@
 //! the job does the copying. Listing and describing read the store only, so backups of a
 //! deleted cluster stay visible. A backup is visible with `backup.read` on its project.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,19 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::clusters::visible_cluster;
 use super::{ok, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
-use crate::auth::Principal;
-use crate::clusters;
 use crate::domain::access::Privilege;
-use crate::domain::backups::{
-    validate_copies, validate_selection, BackupStatus, BackupType, CopyRequest, CreationMethod,
-    DbCollections, BACKUP_JOB, DELETE_BACKUP_JOB, VERIFY_BACKUP_JOB,
-};
-use crate::domain::names;
-use crate::error::Error;
-use crate::milvus::MilvusError;
-use crate::store::{Backup, BackupFilter, Cluster, CreateBackupError, NewBackup, Plan};
+use crate::domain::backups::{BackupStatus, BackupType, CreationMethod};
+use crate::service::backups::CreateBackup;
+use crate::store::{Backup, BackupFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -32,20 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_backups))
         .routes(routes!(describe_backup, delete_backup))
         .routes(routes!(verify_backup))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateBackup {
-    backup_type: BackupType,
-    /// For COLLECTION backups: the collections, per database (`dbName` defaults to `default`).
-    #[serde(default)]
-    db_collections: Vec<DbCollections>,
-    /// Default: `<clusterName>_backup<N>`.
-    backup_name: Option<String>,
-    /// Other regions to copy the backup to once it is AVAILABLE (kept until deleted).
-    #[serde(default)]
-    cross_region_copies: Vec<CopyRequest>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -219,78 +194,6 @@ fn db_collections(backup: &Backup) -> Vec<DbInBackup> {
     out
 }
 
-/// The request's shape, before anything is asked of Milvus.
-fn validate(body: &CreateBackup) -> Result<(), Error> {
-    if let Some(name) = &body.backup_name {
-        names::validate_resource_name("backupName", name).map_err(Error::invalid)?;
-    }
-    match body.backup_type {
-        BackupType::Cluster if !body.db_collections.is_empty() => Err(Error::invalid(
-            "dbCollections is only for backupType COLLECTION; a CLUSTER backup takes every \
-             database and collection (drop dbCollections, or use backupType COLLECTION)",
-        )),
-        BackupType::Cluster => Ok(()),
-        BackupType::Collection => validate_selection(&body.db_collections).map_err(Error::invalid),
-    }
-}
-
-/// Every database and collection named must exist in the cluster now, so a typo is refused
-/// here rather than discovered by the job.
-async fn check_selection_exists(
-    state: &AppState,
-    cluster: &Cluster,
-    selection: &[DbCollections],
-) -> Result<(), Error> {
-    let timeout = Duration::from_secs(state.config.milvus.request_timeout_secs);
-    let client =
-        clusters::milvus_client(cluster, &state.secrets, timeout).map_err(Error::internal)?;
-    let upstream = |e: MilvusError| Error::Upstream(format!("cluster {}: {e}", cluster.id));
-    let databases: HashSet<String> = client
-        .list_databases()
-        .await
-        .map_err(upstream)?
-        .into_iter()
-        .collect();
-    for (i, db) in selection.iter().enumerate() {
-        if !databases.contains(&db.db_name) {
-            return Err(Error::NotFound(format!(
-                "dbCollections[{i}].dbName: database '{}' does not exist in cluster {}; \
-                 GET /v2/clusters/{}/collections lists what exists",
-                db.db_name, cluster.id, cluster.id
-            )));
-        }
-        let existing: HashSet<String> = client
-            .list_collections(&db.db_name)
-            .await
-            .map_err(upstream)?
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        let missing: Vec<&str> = db
-            .collection_names
-            .iter()
-            .filter(|n| !existing.contains(*n))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::NotFound(format!(
-                "dbCollections[{i}].collectionNames: {} not in database '{}' of cluster {}: {}; \
-                 GET /v2/clusters/{}/collections lists what exists",
-                if missing.len() == 1 {
-                    "collection is"
-                } else {
-                    "collections are"
-                },
-                db.db_name,
-                cluster.id,
-                missing.join(", "),
-                cluster.id
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Start a backup of a whole cluster or of chosen collections. Answers at once; the copy runs
 /// as a job (see `jobId`). One manual backup at a time per cluster.
 #[utoipa::path(post, path = "/v2/clusters/{clusterId}/backups/create", tag = "backups",
@@ -302,85 +205,15 @@ async fn create_backup(
     ApiPath(cluster_id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateBackup>,
 ) -> ApiResult<BackupCreated> {
-    let cluster = visible_cluster(&state, &principal, &cluster_id, Privilege::BackupCreate).await?;
-    validate(&body)?;
-    if cluster.plan != Plan::Dedicated {
-        return Err(Error::Unprocessable(format!(
-            "cluster {cluster_id} is {}: backups exist only for Dedicated clusters",
-            cluster.plan.as_str()
-        )));
-    }
-    validate_copies(
-        &body.cross_region_copies,
-        &cluster.region_id,
-        &state.regions.ids(),
-    )
-    .map_err(Error::invalid)?;
-    if body
-        .cross_region_copies
-        .iter()
-        .any(|c| c.retention_days.is_some())
-    {
-        return Err(Error::invalid(
-            "crossRegionCopies[].retentionDays is for automatic backups (the policy); copies of a \
-             manual backup are kept until it is deleted",
-        ));
-    }
-    if body.backup_type == BackupType::Collection {
-        check_selection_exists(&state, &cluster, &body.db_collections).await?;
-    }
-    let new_backup = NewBackup {
-        project_id: cluster.project_id.clone(),
-        cluster_id: cluster.id.clone(),
-        cluster_name: cluster.name.clone(),
-        region_id: cluster.region_id.clone(),
-        name: body.backup_name.clone(),
-        backup_type: body.backup_type,
-        creation_method: CreationMethod::Manual,
-        selection: body.db_collections,
-        expire_at: None,
-        copy_regions: body.cross_region_copies,
-    };
-    let mut job = state
-        .jobs
-        .new_job(&cluster.project_id, BACKUP_JOB, serde_json::json!({}));
-    job.cluster_id = Some(cluster.id.clone());
-    let backup = match state
-        .store
-        .create_backup(&new_backup, &mut job, Utc::now())
-        .await
-    {
-        Ok(backup) => backup,
-        Err(CreateBackupError::ManualRunning) => {
-            return Err(Error::Conflict(format!(
-                "a manual backup of cluster {cluster_id} is already pending or running; wait \
-                 for it to finish (GET /v2/jobs?clusterId={cluster_id}) or cancel its job"
-            )))
-        }
-        Err(CreateBackupError::AutoRunning) => {
-            return Err(Error::Conflict(format!(
-                "an automatic backup of cluster {cluster_id} is pending or running; a manual \
-                 backup can start when it ends"
-            )))
-        }
-        Err(CreateBackupError::NameTaken(name)) => {
-            return Err(Error::Conflict(format!(
-                "backupName '{name}' is already used in cluster {cluster_id}; choose another name"
-            )))
-        }
-        Err(CreateBackupError::Duplicate) => {
-            return Err(Error::Conflict(
-                "this backup was already started".to_owned(),
-            ))
-        }
-        Err(CreateBackupError::Store(e)) => return Err(e.into()),
-    };
-    state.jobs.enqueued();
-    tracing::info!(backup_id = %backup.id, job_id = %job.id, cluster_id = %cluster_id, "backup requested");
+    let services = &state.services;
+    let cluster = services
+        .visible_cluster(&principal, &cluster_id, Privilege::BackupCreate)
+        .await?;
+    let started = services.create_manual_backup(&cluster, body).await?;
     Ok(ok(BackupCreated {
-        backup_id: backup.id,
-        backup_name: backup.name,
-        job_id: job.id,
+        backup_id: started.backup.id,
+        backup_name: started.backup.name,
+        job_id: started.job_id,
     }))
 }
 
@@ -417,25 +250,6 @@ async fn list_backups(
     }))
 }
 
-/// A backup of `cluster_id` the key may act on, or 404 (also for other projects' backups).
-/// The cluster itself may be gone: manual backups outlive it.
-async fn visible_backup(
-    state: &AppState,
-    principal: &Principal,
-    cluster_id: &str,
-    backup_id: &str,
-    privilege: Privilege,
-) -> Result<Backup, Error> {
-    let backup = state
-        .store
-        .get_backup(backup_id)
-        .await?
-        .filter(|b| b.cluster_id == cluster_id && b.status != BackupStatus::Deleted)
-        .ok_or_else(|| Error::not_found("backup", backup_id))?;
-    principal.authorize(&backup.project_id, privilege, "backup", backup_id)?;
-    Ok(backup)
-}
-
 /// Describe a backup, with its databases and collections (row counts and sizes once it is
 /// AVAILABLE).
 #[utoipa::path(get, path = "/v2/clusters/{clusterId}/backups/{backupId}", tag = "backups",
@@ -446,14 +260,10 @@ async fn describe_backup(
     Auth(principal): Auth,
     ApiPath((cluster_id, backup_id)): ApiPath<(String, String)>,
 ) -> ApiResult<BackupDetails> {
-    let backup = visible_backup(
-        &state,
-        &principal,
-        &cluster_id,
-        &backup_id,
-        Privilege::BackupRead,
-    )
-    .await?;
+    let backup = state
+        .services
+        .visible_backup(&principal, &cluster_id, &backup_id, Privilege::BackupRead)
+        .await?;
     let copies = state
         .store
         .list_copies(&backup.id)
@@ -484,49 +294,15 @@ async fn delete_backup(
     Auth(principal): Auth,
     ApiPath((cluster_id, backup_id)): ApiPath<(String, String)>,
 ) -> ApiResult<BackupDeleted> {
-    let backup = visible_backup(
-        &state,
-        &principal,
-        &cluster_id,
-        &backup_id,
-        Privilege::BackupDelete,
-    )
-    .await?;
-    match backup.status {
-        BackupStatus::Creating => {
-            return Err(Error::Conflict(format!(
-                "backup {backup_id} is still being created; cancel its job ({}) first",
-                backup.job_id.as_deref().unwrap_or("unknown")
-            )))
-        }
-        BackupStatus::Deleting => {
-            return Err(Error::Conflict(format!(
-                "backup {backup_id} is already being deleted (job {})",
-                backup.job_id.as_deref().unwrap_or("unknown")
-            )))
-        }
-        _ => {}
-    }
-    let mut job = state
-        .jobs
-        .new_job(&backup.project_id, DELETE_BACKUP_JOB, serde_json::json!({}));
-    job.cluster_id = Some(backup.cluster_id.clone());
-    job.backup_id = Some(backup.id.clone());
-    if !state
-        .store
-        .start_backup_deletion(&backup.id, &job, Utc::now())
-        .await?
-    {
-        return Err(Error::Conflict(format!(
-            "backup {backup_id} changed state meanwhile; read it again and retry"
-        )));
-    }
-    state.jobs.enqueued();
-    tracing::info!(backup_id = %backup.id, job_id = %job.id, "backup deletion requested");
+    let services = &state.services;
+    let backup = services
+        .visible_backup(&principal, &cluster_id, &backup_id, Privilege::BackupDelete)
+        .await?;
+    let job_id = services.delete_backup(&backup, Utc::now()).await?;
     Ok(ok(BackupDeleted {
         backup_id: backup.id,
         backup_name: backup.name,
-        job_id: job.id,
+        job_id,
     }))
 }
 
@@ -546,25 +322,10 @@ async fn verify_backup(
     Auth(principal): Auth,
     ApiPath((cluster_id, backup_id)): ApiPath<(String, String)>,
 ) -> ApiResult<VerifyStarted> {
-    let backup = visible_backup(
-        &state,
-        &principal,
-        &cluster_id,
-        &backup_id,
-        Privilege::BackupRead,
-    )
-    .await?;
-    if backup.status != BackupStatus::Available {
-        return Err(Error::Conflict(format!(
-            "backup {backup_id} is {}; only AVAILABLE backups can be verified",
-            backup.status.as_str()
-        )));
-    }
-    let mut job = state
-        .jobs
-        .new_job(&backup.project_id, VERIFY_BACKUP_JOB, serde_json::json!({}));
-    job.cluster_id = Some(backup.cluster_id.clone());
-    job.backup_id = Some(backup.id.clone());
-    state.jobs.enqueue(&job).await?;
-    Ok(ok(VerifyStarted { job_id: job.id }))
+    let services = &state.services;
+    let backup = services
+        .visible_backup(&principal, &cluster_id, &backup_id, Privilege::BackupRead)
+        .await?;
+    let job_id = services.verify_backup(&backup).await?;
+    Ok(ok(VerifyStarted { job_id }))
 }

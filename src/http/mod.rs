@@ -52,6 +52,8 @@ pub struct AppState {
     pub regions: Arc<Regions>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// The use cases (`crate::service`): handlers call the rules there.
+    pub services: crate::service::Services,
     pub jobs: crate::jobs::Jobs,
     pub scheduler: crate::automatic::Scheduler,
     /// Cancelled when the process begins to stop (ends event streams).

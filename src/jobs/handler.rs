@@ -51,15 +51,30 @@ impl From<crate::store::StoreError> for JobError {
     }
 }
 
+/// A use case's refusal (invalid, missing, conflicting) is final for a job; a dependency that
+/// did not answer, or an internal failure, is worth another attempt.
+impl From<crate::error::Error> for JobError {
+    fn from(err: crate::error::Error) -> Self {
+        use crate::error::Error;
+        match err {
+            Error::Upstream(message) | Error::Unavailable(message) => JobError::Retryable(message),
+            Error::Internal(source) => JobError::Retryable(source.to_string()),
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
 /// A job type's code. Steps must be idempotent: after a crash the job runs again from its
 /// saved state and must not duplicate what an earlier attempt did.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: JobContext) -> Result<(), JobError>;
 
-    /// May users cancel this job type while it runs?
+    /// May users cancel this job type? Off unless a handler says so: a handler that allows
+    /// it must, when canceled, undo what it wrote (the API and the console read this, so
+    /// it is the one source of the rule).
     fn cancellable(&self) -> bool {
-        true
+        false
     }
 
     /// The job ends without `run` being called again: its processes kept dying (attempts
@@ -128,7 +143,6 @@ pub struct JobContext {
     lease: Lease,
     store: Store,
     signals: Signals,
-    changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -141,19 +155,12 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(super) fn new(
-        job: Job,
-        lease: Lease,
-        store: Store,
-        signals: Signals,
-        changed: Arc<tokio::sync::Notify>,
-    ) -> JobContext {
+    pub(super) fn new(job: Job, lease: Lease, store: Store, signals: Signals) -> JobContext {
         JobContext {
             job: Arc::new(job),
             lease,
             store,
             signals,
-            changed,
         }
     }
 
@@ -217,10 +224,7 @@ impl JobContext {
             .update_progress(&self.lease, &progress, Utc::now())
             .await
         {
-            Ok(true) => {
-                self.changed.notify_waiters();
-                Ok(())
-            }
+            Ok(true) => Ok(()),
             Ok(false) => {
                 self.signals.lease_lost.cancel();
                 Err(Stop::LeaseLost)

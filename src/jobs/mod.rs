@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::retry_delay;
@@ -37,6 +36,12 @@ impl JobsConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
+
+    /// A job due now with the configured attempt limit: the one way a job is made, whether
+    /// `Jobs::enqueue` commits it alone or the store commits it beside the row it works on.
+    pub fn new_job(&self, project_id: &str, job_type: &str, payload: serde_json::Value) -> NewJob {
+        NewJob::due_now(project_id, job_type, payload, self.max_attempts)
+    }
 }
 
 /// The queue as the rest of the service sees it: enqueue, cancel, watch, run workers.
@@ -45,10 +50,6 @@ pub struct Jobs {
     store: Store,
     registry: Registry,
     config: JobsConfig,
-    /// Wakes this process's idle workers (new or requeued work).
-    wake: Arc<Notify>,
-    /// Fires on every job change made by this process (progress, outcome), for event streams.
-    changed: Arc<Notify>,
     /// Cancel tokens of the jobs running in this process, so a cancel takes effect at once
     /// here (and, through NOTIFY, in other processes) rather than at the next heartbeat.
     running: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>,
@@ -61,8 +62,6 @@ impl Jobs {
             store,
             registry,
             config,
-            wake: Arc::new(Notify::new()),
-            changed: Arc::new(Notify::new()),
             running: Arc::default(),
             metrics: None,
         }
@@ -78,42 +77,25 @@ impl Jobs {
         &self.registry
     }
 
-    pub fn config(&self) -> &JobsConfig {
-        &self.config
-    }
-
-    /// A job to enqueue with the configured attempt limit, due now.
+    /// A job due now with the configured attempt limit (`JobsConfig::new_job`).
     pub fn new_job(&self, project_id: &str, job_type: &str, payload: serde_json::Value) -> NewJob {
-        NewJob::due_now(project_id, job_type, payload, self.config.max_attempts)
+        self.config.new_job(project_id, job_type, payload)
     }
 
-    /// Commits the job, then wakes workers here (other processes by NOTIFY at commit).
+    /// Commits the job; the store wakes the workers of every process.
     pub async fn enqueue(&self, job: &NewJob) -> StoreResult<()> {
-        self.store.insert_job(job, Utc::now()).await?;
-        self.wake.notify_one();
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
-    /// Wakes workers for a job committed by someone else's transaction (e.g. a backup row and
-    /// its job written together by the store).
-    pub fn enqueued(&self) {
-        self.wake.notify_one();
-        self.changed.notify_waiters();
+        self.store.insert_job(job, Utc::now()).await
     }
 
     /// Resolves at the next job change made by this process.
     pub async fn changed(&self) {
-        self.changed.notified().await
-    }
-
-    pub fn notify_changed(&self) {
-        self.changed.notify_waiters();
+        self.store.jobs_changed().await
     }
 
     /// Asks a job to stop (see `Store::request_cancel`). A job canceled before it ran is ended
-    /// here, its handler undoing what creating it set up; a running one is signalled wherever
-    /// it runs. `None` when the job is not pending or running.
+    /// here, its handler undoing what creating it set up; a running one is signalled at once
+    /// in this process, and through the store's NOTIFY in the others. `None` when the job is
+    /// not pending or running.
     pub async fn cancel(
         &self,
         job: &crate::store::Job,
@@ -125,19 +107,9 @@ impl Jobs {
             }
         }
         if status.is_some() {
-            self.signal_cancel(&job.id).await;
+            self.cancel_local(&job.id);
         }
         Ok(status)
-    }
-
-    /// Tells the job's handler to stop, wherever it runs: at once in this process, through
-    /// NOTIFY in the others (their heartbeat would notice within a third of the lease anyway).
-    pub async fn signal_cancel(&self, job_id: &str) {
-        self.cancel_local(job_id);
-        if let Err(e) = self.store.notify_cancel(job_id).await {
-            tracing::debug!(error = %e, "cancel NOTIFY failed; the heartbeat will notice");
-        }
-        self.changed.notify_waiters();
     }
 
     fn cancel_local(&self, job_id: &str) {

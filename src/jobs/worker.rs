@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::backoff::retry_delay;
 use super::handler::{JobContext, JobError, Signals, Stop};
 use super::Jobs;
-use crate::store::{Job, JobStatus, Lease, Outcome, Pool};
+use crate::store::{Job, JobStatus, Lease, Outcome};
 
 type Active = Arc<Mutex<HashMap<String, Lease>>>;
 
@@ -25,7 +25,14 @@ pub(super) async fn run_pool(jobs: Jobs, owner: String, shutdown: CancellationTo
     let mut running: JoinSet<()> = JoinSet::new();
     let interrupt = CancellationToken::new();
     let active: Active = Arc::new(Mutex::new(HashMap::new()));
-    let listener = tokio::spawn(listen_for_notifications(jobs.clone(), shutdown.clone()));
+    let listener = {
+        let (jobs, shutdown) = (jobs.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            jobs.store
+                .listen(shutdown, |job_id| jobs.cancel_local(job_id))
+                .await
+        })
+    };
     let mut failures = 0u32;
     tracing::info!(owner = %owner, workers = config.workers, "job workers started");
     while !shutdown.is_cancelled() {
@@ -59,7 +66,7 @@ pub(super) async fn run_pool(jobs: Jobs, owner: String, shutdown: CancellationTo
             Ok(_) => {
                 failures = 0;
                 tokio::select! {
-                    _ = jobs.wake.notified() => {}
+                    _ = jobs.store.jobs_ready() => {}
                     _ = tokio::time::sleep(config.poll_interval()) => {}
                     Some(_) = running.join_next(), if !running.is_empty() => {}
                     _ = shutdown.cancelled() => break,
@@ -150,7 +157,6 @@ async fn run_job(jobs: Jobs, job: Job, interrupt: CancellationToken, active: Act
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&lease.job_id);
-        jobs.changed.notify_waiters();
     }
     .instrument(span)
     .await
@@ -196,13 +202,7 @@ async fn attempt(
     let job_id = job.id.clone();
     tracing::info!("job started");
     let (attempts, max_attempts) = (job.attempts, job.max_attempts);
-    let ctx = JobContext::new(
-        job,
-        lease.clone(),
-        jobs.store.clone(),
-        signals.clone(),
-        jobs.changed.clone(),
-    );
+    let ctx = JobContext::new(job, lease.clone(), jobs.store.clone(), signals.clone());
     let heartbeat_done = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(
         jobs.clone(),
@@ -313,46 +313,6 @@ async fn record(jobs: &Jobs, lease: &Lease, outcome: &Outcome) {
             Err(e) => {
                 tracing::error!(error = %e, "could not record the job outcome; the job will run again after its lease expires");
                 return;
-            }
-        }
-    }
-}
-
-/// Postgres: LISTEN for new or requeued jobs from any process. SQLite has one process, woken
-/// in memory by `Jobs::enqueue`.
-async fn listen_for_notifications(jobs: Jobs, shutdown: CancellationToken) {
-    let Pool::Postgres(pool) = jobs.store.pool().clone() else {
-        return;
-    };
-    while !shutdown.is_cancelled() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        };
-        if listener
-            .listen_all(["backstop_jobs", "backstop_cancel"])
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        loop {
-            tokio::select! {
-                received = listener.recv() => match received {
-                    Ok(n) if n.channel() == "backstop_cancel" => jobs.cancel_local(n.payload()),
-                    Ok(_) => jobs.wake.notify_one(),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "LISTEN connection lost; reconnecting");
-                        break;
-                    }
-                },
-                _ = shutdown.cancelled() => return,
             }
         }
     }

@@ -8,6 +8,7 @@
 mod catalog;
 mod restore_calls;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -177,6 +178,25 @@ impl MilvusClient {
             .await?;
         check(response.status.as_ref(), "ListDatabases")?;
         Ok(response.db_names)
+    }
+
+    /// The collections of every database (`None`) or of those of `only` that exist, listed
+    /// concurrently: the one reading of "what is in this cluster" for the collections
+    /// endpoint, a backup's checks and a restore's free-name check.
+    pub async fn collections_by_database(
+        &self,
+        only: Option<&[&str]>,
+    ) -> Result<BTreeMap<String, Vec<CollectionSummary>>, MilvusError> {
+        let databases: Vec<String> = self
+            .list_databases()
+            .await?
+            .into_iter()
+            .filter(|db| only.is_none_or(|only| only.contains(&db.as_str())))
+            .collect();
+        let listed =
+            futures::future::try_join_all(databases.iter().map(|db| self.list_collections(db)))
+                .await?;
+        Ok(databases.into_iter().zip(listed).collect())
     }
 
     pub async fn list_collections(

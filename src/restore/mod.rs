@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::checked::{available_backup, copy_objects, read_manifest, verify_objects};
+use crate::backup::delete_prefix;
+use crate::backup::manifest::CollectionMeta;
 use crate::backup::manifest::{Manifest, ManifestCollection, ManifestObject};
-use crate::backup::{delete_prefix, CollectionMeta, Services};
-use crate::clusters::{self, ClusterStorage};
+use crate::clusters::ClusterStorage;
 use crate::domain::backups::BackupLayout;
 use crate::domain::restore::{allowed_shards, clamp_shards, RestorePlan, RestoreTarget};
 use crate::domain::restore::{RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
@@ -26,6 +27,7 @@ use crate::jobs::Registry;
 use crate::jobs::{JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::objects::{self, DynObjectStore, LocalStore, ObjectStore};
+use crate::service::Services;
 use crate::store::{Cluster, Progress};
 
 pub struct RestoreHandler {
@@ -98,6 +100,11 @@ async fn step(ctx: &JobContext, percent: i32, name: String) -> Result<(), Stop> 
 
 #[async_trait]
 impl JobHandler for RestoreHandler {
+    /// A canceled restore drops what it created and removes its staging files.
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let plan: RestorePlan = ctx.payload()?;
@@ -113,15 +120,14 @@ impl JobHandler for RestoreHandler {
                     plan.dest_cluster_id
                 ))
             })?;
-        let client = services.milvus_for(&dest)?;
+        let client = services.milvus(&dest)?;
         let stage_root =
-            match clusters::storage_of(&dest) {
-                Ok(ClusterStorage::Local { path }) => path,
-                Ok(ClusterStorage::S3 { .. }) => return Err(JobError::Permanent(
+            match &dest.storage {
+                ClusterStorage::Local { path } => path.clone(),
+                ClusterStorage::S3 { .. } => return Err(JobError::Permanent(
                     "restoring into a cluster that keeps its binlogs in S3 is not supported yet"
                         .to_owned(),
                 )),
-                Err(e) => return Err(JobError::Permanent(e.to_string())),
             };
         let stage = Staging {
             store: Arc::new(LocalStore::new(&stage_root)),
@@ -158,7 +164,26 @@ impl JobHandler for RestoreHandler {
     }
 }
 
+/// One collection to restore: where it goes, and what the backup holds of it.
+struct Entry<'a> {
+    target: &'a RestoreTarget,
+    backed_up: &'a ManifestCollection,
+}
+
+/// One attempt of a restore: the backup it reads and the destination it writes.
+struct Attempt<'a> {
+    ctx: &'a JobContext,
+    services: &'a Services,
+    client: &'a MilvusClient,
+    stage: &'a Staging,
+    /// The backup's storage in the region the restore reads from.
+    source: DynObjectStore,
+    layout: BackupLayout,
+    manifest: Manifest,
+}
+
 impl RestoreHandler {
+    /// Verify → create → stage → import, each a step below.
     async fn restore(
         &self,
         ctx: &JobContext,
@@ -168,47 +193,93 @@ impl RestoreHandler {
         stage: &Staging,
         created: &mut SavedState,
     ) -> Result<(), JobError> {
-        let stage_prefix = &stage.prefix;
         let services = &self.services;
         let backup = available_backup(services, ctx).await?;
-        let backup_id = backup.id.clone();
-        let storage = services.storage_in(&plan.source_region_id)?;
+        let source = services.storage_in(&plan.source_region_id)?;
         let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-        let (manifest, _) = read_manifest(storage.as_ref(), &layout).await?;
-        let entries: Vec<(&RestoreTarget, &ManifestCollection)> = plan
-            .targets
+        let (manifest, _) = read_manifest(source.as_ref(), &layout).await?;
+        let attempt = Attempt {
+            ctx,
+            services,
+            client,
+            stage,
+            source,
+            layout,
+            manifest,
+        };
+        let entries = attempt.entries(plan, &backup.id)?;
+
+        step(ctx, 2, "verifying backup objects".to_owned()).await?;
+        let binlogs = attempt.verify(&entries).await?;
+        let metas = attempt.create(dest, &entries, created).await?;
+        step(ctx, 35, "staging binlogs".to_owned()).await?;
+        attempt.stage(binlogs).await?;
+        for (i, (entry, meta)) in entries.iter().zip(&metas).enumerate() {
+            let (db, name) = (
+                &entry.target.dest_db_name,
+                &entry.target.dest_collection_name,
+            );
+            step(
+                ctx,
+                40 + (55 * i / entries.len()) as i32,
+                format!("importing {db}.{name}"),
+            )
+            .await?;
+            attempt.import(entry, meta).await?;
+        }
+        step(ctx, 99, "removing staging files".to_owned()).await?;
+        tracing::info!(collections = entries.len(), "restore finished");
+        Ok(())
+    }
+}
+
+impl Attempt<'_> {
+    /// Each target with the backup's record of it.
+    fn entries<'p>(
+        &'p self,
+        plan: &'p RestorePlan,
+        backup_id: &str,
+    ) -> Result<Vec<Entry<'p>>, JobError> {
+        plan.targets
             .iter()
-            .map(|t| {
-                manifest
+            .map(|target| {
+                self.manifest
                     .collections
                     .iter()
-                    .find(|c| c.db_name == t.db_name && c.collection_name == t.collection_name)
-                    .map(|c| (t, c))
+                    .find(|c| {
+                        c.db_name == target.db_name && c.collection_name == target.collection_name
+                    })
+                    .map(|backed_up| Entry { target, backed_up })
                     .ok_or_else(|| {
                         JobError::Permanent(format!(
                             "collection {}.{} is not in backup {backup_id}",
-                            t.db_name, t.collection_name
+                            target.db_name, target.collection_name
                         ))
                     })
             })
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
 
-        // 1. Verify every object needed before touching the destination.
-        step(ctx, 2, "verifying backup objects".to_owned()).await?;
+    /// Checks every object the restore needs (meta and binlogs) before the destination is
+    /// touched; returns the binlogs.
+    async fn verify(&self, entries: &[Entry<'_>]) -> Result<Vec<ManifestObject>, JobError> {
         let mut binlogs: Vec<ManifestObject> = Vec::new();
         let mut needed: Vec<ManifestObject> = Vec::new();
-        for (_, entry) in &entries {
-            let meta = manifest.objects.iter().filter(|o| o.key == entry.meta_key);
+        for entry in entries {
+            let meta = self
+                .manifest
+                .objects
+                .iter()
+                .filter(|o| o.key == entry.backed_up.meta_key);
             needed.extend(meta.cloned());
             binlogs.extend(
-                binlogs_of(&manifest, &layout, entry.collection_id)
+                binlogs_of(&self.manifest, &self.layout, entry.backed_up.collection_id)
                     .into_iter()
                     .cloned(),
             );
         }
         needed.extend(binlogs.iter().cloned());
-        let parallelism = services.config.backup.copy_parallelism;
-        verify_objects(ctx, &storage, needed, parallelism, false)
+        verify_objects(self.ctx, &self.source, needed, self.parallelism(), false)
             .await
             .map_err(|e| match e {
                 JobError::Permanent(reason) => {
@@ -216,12 +287,23 @@ impl RestoreHandler {
                 }
                 other => other,
             })?;
+        Ok(binlogs)
+    }
 
-        // 2. Create databases, collections and partitions.
-        let settings = &services.config.restore;
+    /// Creates the databases, collections (same field ids, shards clamped to the
+    /// destination's allowance) and partitions; records each collection in `created` first.
+    async fn create(
+        &self,
+        dest: &Cluster,
+        entries: &[Entry<'_>],
+        created: &mut SavedState,
+    ) -> Result<Vec<CollectionMeta>, JobError> {
+        let (client, ctx) = (self.client, self.ctx);
+        let settings = &self.services.config.restore;
         let allowed = allowed_shards(dest.cu_size, settings.shards_per_cu, settings.max_shards);
         let mut metas = Vec::new();
-        for (i, (target, entry)) in entries.iter().enumerate() {
+        for (i, entry) in entries.iter().enumerate() {
+            let target = entry.target;
             let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
             step(
                 ctx,
@@ -230,7 +312,7 @@ impl RestoreHandler {
             )
             .await?;
             let meta: CollectionMeta = serde_json::from_slice(
-                &objects::get_bytes(storage.as_ref(), &entry.meta_key)
+                &objects::get_bytes(self.source.as_ref(), &entry.backed_up.meta_key)
                     .await
                     .map_err(|e| retryable("reading collection meta", e))?,
             )
@@ -257,18 +339,11 @@ impl RestoreHandler {
                 .describe_collection(db, name)
                 .await
                 .map_err(|e| milvus(&format!("describing {db}.{name}"), e))?;
-            let ids = |fields: &[crate::milvus::FieldDescription]| -> BTreeMap<String, i64> {
-                fields
-                    .iter()
-                    .filter(|f| !f.is_dynamic)
-                    .map(|f| (f.name.clone(), f.field_id))
-                    .collect()
-            };
-            if ids(&now.fields) != ids(&meta.collection.fields) {
+            if field_ids(&now.fields) != field_ids(&meta.collection.fields) {
                 return Err(JobError::Permanent(format!(
                     "{db}.{name} was created with other field ids than the backup's ({:?} vs {:?})",
-                    ids(&now.fields),
-                    ids(&meta.collection.fields)
+                    field_ids(&now.fields),
+                    field_ids(&meta.collection.fields)
                 )));
             }
             for partition in meta
@@ -284,10 +359,13 @@ impl RestoreHandler {
             }
             metas.push(meta);
         }
+        Ok(metas)
+    }
 
-        // 3. Stage the binlogs where the destination Milvus reads them.
-        step(ctx, 35, "staging binlogs".to_owned()).await?;
-        let binlogs_prefix = format!("{}binlogs/", layout.prefix());
+    /// Copies the binlogs where the destination Milvus reads them, durably.
+    async fn stage(&self, binlogs: Vec<ManifestObject>) -> Result<(), JobError> {
+        let stage_prefix = &self.stage.prefix;
+        let binlogs_prefix = format!("{}binlogs/", self.layout.prefix());
         let staged: Vec<(ManifestObject, String)> = binlogs
             .into_iter()
             .map(|object| {
@@ -299,97 +377,120 @@ impl RestoreHandler {
                 (object, key)
             })
             .collect();
-        let stage_dyn: DynObjectStore = stage.store.clone();
-        copy_objects(ctx, &storage, &stage_dyn, staged, parallelism).await?;
-        stage
+        let stage_dyn: DynObjectStore = self.stage.store.clone();
+        copy_objects(
+            self.ctx,
+            &self.source,
+            &stage_dyn,
+            staged,
+            self.parallelism(),
+            self.services.config.test_hooks.restore_stage(),
+        )
+        .await?;
+        self.stage
             .store
             .sync()
             .await
-            .map_err(|e| retryable("staging binlogs", e))?;
+            .map_err(|e| retryable("staging binlogs", e))
+    }
 
-        // 4. Import per partition, then check the rows, build indexes, load.
-        let import_wait = Duration::from_secs(settings.import_timeout_secs);
-        for (i, ((target, entry), meta)) in entries.iter().zip(&metas).enumerate() {
-            let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
-            step(
-                ctx,
-                40 + (55 * i / entries.len()) as i32,
-                format!("importing {db}.{name}"),
-            )
-            .await?;
-            let mut imported = 0;
-            for partition in &meta.collection.partitions {
-                let has_data = entry
-                    .segments
-                    .iter()
-                    .any(|s| s.partition_id == partition.partition_id);
-                if !has_data {
-                    continue;
-                }
-                let dir = |kind: &str| {
-                    format!(
-                        "{}/{stage_prefix}{kind}/{}/{}/",
-                        stage.root.trim_end_matches('/'),
-                        entry.collection_id,
-                        partition.partition_id
-                    )
-                };
-                let tasks = client
-                    .import_backup(
-                        db,
-                        name,
-                        &partition.name,
-                        vec![dir("insert_log"), dir("delta_log")],
-                    )
-                    .await
-                    .map_err(|e| milvus(&format!("importing {db}.{name}"), e))?;
-                for task in tasks {
-                    imported += tokio::select! {
-                        rows = client.wait_import(task, import_wait) => rows
-                            .map_err(|e| JobError::Permanent(format!("importing {db}.{name}: {e}")))?,
-                        stop = ctx.stopped() => return Err(stop.into()),
-                    };
-                }
+    /// Imports one collection partition by partition, checks its rows, builds its indexes and
+    /// loads it if asked.
+    async fn import(&self, entry: &Entry<'_>, meta: &CollectionMeta) -> Result<(), JobError> {
+        let (client, ctx, stage) = (self.client, self.ctx, self.stage);
+        let (target, backed_up) = (entry.target, entry.backed_up);
+        let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
+        let import_wait = Duration::from_secs(self.services.config.restore.import_timeout_secs);
+        let mut imported = 0;
+        for partition in &meta.collection.partitions {
+            let has_data = backed_up
+                .segments
+                .iter()
+                .any(|s| s.partition_id == partition.partition_id);
+            if !has_data {
+                continue;
             }
-            // Milvus counts rows after applying the backup's deletes. Without delete logs the
-            // count must match exactly; with them it can only be lower (the number of deleted
-            // rows is inside the delta logs, which Backstop does not parse yet).
-            let delta = layout.binlog(&format!("delta_log/{}/", entry.collection_id));
-            let has_deletes = manifest.objects.iter().any(|o| o.key.starts_with(&delta));
-            let plausible = if has_deletes {
-                imported <= entry.row_count
-            } else {
-                imported == entry.row_count
+            let dir = |kind: &str| {
+                format!(
+                    "{}/{}{kind}/{}/{}/",
+                    stage.root.trim_end_matches('/'),
+                    stage.prefix,
+                    backed_up.collection_id,
+                    partition.partition_id
+                )
             };
-            if !plausible {
-                return Err(JobError::Permanent(format!(
-                    "{db}.{name}: Milvus imported {imported} rows, the backup holds {}{}",
-                    entry.row_count,
-                    if has_deletes { " before deletes" } else { "" }
-                )));
-            }
-            tracing::info!(collection = %format!("{db}.{name}"), imported, backed_up = entry.row_count, "imported");
-            for index in &meta.collection.indexes {
-                client
-                    .create_index(
-                        db,
-                        name,
-                        &index.field_name,
-                        &index.index_name,
-                        &index.params,
-                    )
-                    .await
-                    .map_err(|e| milvus(&format!("creating index {}", index.index_name), e))?;
-            }
-            if target.load {
-                client
-                    .load_and_wait(db, name, import_wait)
-                    .await
-                    .map_err(|e| milvus(&format!("loading {db}.{name}"), e))?;
+            let tasks = client
+                .import_backup(
+                    db,
+                    name,
+                    &partition.name,
+                    vec![dir("insert_log"), dir("delta_log")],
+                )
+                .await
+                .map_err(|e| milvus(&format!("importing {db}.{name}"), e))?;
+            for task in tasks {
+                imported += tokio::select! {
+                    rows = client.wait_import(task, import_wait) => rows
+                        .map_err(|e| JobError::Permanent(format!("importing {db}.{name}: {e}")))?,
+                    stop = ctx.stopped() => return Err(stop.into()),
+                };
             }
         }
-        step(ctx, 99, "removing staging files".to_owned()).await?;
-        tracing::info!(collections = entries.len(), "restore finished");
+        // Milvus counts rows after applying the backup's deletes. Without delete logs the
+        // count must match exactly; with them it can only be lower (the number of deleted
+        // rows is inside the delta logs, which Backstop does not parse yet).
+        let delta = self
+            .layout
+            .binlog(&format!("delta_log/{}/", backed_up.collection_id));
+        let has_deletes = self
+            .manifest
+            .objects
+            .iter()
+            .any(|o| o.key.starts_with(&delta));
+        let plausible = if has_deletes {
+            imported <= backed_up.row_count
+        } else {
+            imported == backed_up.row_count
+        };
+        if !plausible {
+            return Err(JobError::Permanent(format!(
+                "{db}.{name}: Milvus imported {imported} rows, the backup holds {}{}",
+                backed_up.row_count,
+                if has_deletes { " before deletes" } else { "" }
+            )));
+        }
+        tracing::info!(collection = %format!("{db}.{name}"), imported, backed_up = backed_up.row_count, "imported");
+        for index in &meta.collection.indexes {
+            client
+                .create_index(
+                    db,
+                    name,
+                    &index.field_name,
+                    &index.index_name,
+                    &index.params,
+                )
+                .await
+                .map_err(|e| milvus(&format!("creating index {}", index.index_name), e))?;
+        }
+        if target.load {
+            client
+                .load_and_wait(db, name, import_wait)
+                .await
+                .map_err(|e| milvus(&format!("loading {db}.{name}"), e))?;
+        }
         Ok(())
     }
+
+    fn parallelism(&self) -> usize {
+        self.services.config.backup.copy_parallelism
+    }
+}
+
+/// Field ids by name (the dynamic field aside): what Import maps binlog directories by.
+fn field_ids(fields: &[crate::milvus::FieldDescription]) -> BTreeMap<String, i64> {
+    fields
+        .iter()
+        .filter(|f| !f.is_dynamic)
+        .map(|f| (f.name.clone(), f.field_id))
+        .collect()
 }

@@ -253,11 +253,21 @@ impl Store {
         let selection = serde_json::to_string(&backup.selection).expect("selection serializes");
         let copies = serde_json::to_string(&backup.copy_regions).expect("copies serialize");
         let postgres = matches!(self.pool, Pool::Postgres(_));
-        // This transaction reads before it writes: on SQLite it must take the write lock up
-        // front, or two writers deadlock on the upgrade and one fails at once with BUSY.
+        // The task rules are a read, then a write: two creators of one cluster must not both
+        // read before either writes. SQLite takes its single write lock up front (which also
+        // avoids two readers deadlocking on the upgrade); Postgres takes a lock on the cluster
+        // for the transaction. The one-manual-at-a-time index holds across replicas anyway;
+        // the lock is what keeps "no manual while an automatic one is pending" true.
         let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
         let row: BackupRow = on_pool!(&self.pool, p => {
             let mut tx = p.begin_with(begin).await.map_err(StoreError::from)?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("backups:{}", backup.cluster_id))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            }
             let seq: i64 = sqlx::query_scalar(NEXT_SEQ)
                 .bind(&backup.cluster_id)
                 .fetch_one(&mut *tx)
@@ -273,6 +283,8 @@ impl Store {
                     return Err(CreateBackupError::AutoRunning);
                 }
             }
+            #[cfg(feature = "test-hooks")]
+            self.hooks.in_task_rule_window(backup.creation_method).await;
             let id = crate::domain::ids::new_backup_id(seq as u64);
             let name = backup.name.clone().unwrap_or_else(|| {
                 crate::domain::backups::default_backup_name(&backup.cluster_name, seq)
@@ -300,6 +312,7 @@ impl Store {
             tx.commit().await.map_err(StoreError::from)?;
             row
         });
+        self.job_ready();
         Ok(Backup::try_from(row)?)
     }
 
@@ -405,6 +418,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if !copies.is_empty() {
+            self.job_ready();
+        }
         Ok(true)
     }
 
@@ -469,6 +485,7 @@ impl Store {
             insert_job_in!(&mut *tx, job, now, postgres);
             tx.commit().await?;
         });
+        self.job_ready();
         Ok(true)
     }
 
@@ -537,6 +554,7 @@ impl Store {
             insert_job_in!(&mut *tx, job, now, postgres);
             tx.commit().await?;
         });
+        self.job_ready();
         Ok(true)
     }
 

@@ -199,6 +199,19 @@ impl NewJob {
             dedupe_key: None,
         }
     }
+
+    /// The job works on this cluster (shown and filtered by it in the job center).
+    pub fn for_cluster(mut self, cluster_id: &str) -> NewJob {
+        self.cluster_id = Some(cluster_id.to_owned());
+        self
+    }
+
+    /// The job works on this backup (and so on its cluster).
+    pub fn for_backup(mut self, backup: &super::Backup) -> NewJob {
+        self.cluster_id = Some(backup.cluster_id.clone());
+        self.backup_id = Some(backup.id.clone());
+        self
+    }
 }
 
 /// Progress a handler reports.
@@ -243,7 +256,7 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs (id, project_id, job_type,
 
 /// Inserts `$job` within the transaction `$tx` (of either driver, so a backup row and its job
 /// commit together). On Postgres it also queues a NOTIFY, delivered at commit, that wakes the
-/// workers of every process.
+/// workers of every process; the method that commits calls `job_ready` for this one.
 macro_rules! insert_job_in {
     ($tx:expr, $job:expr, $now:expr, $postgres:expr) => {{
         let job: &$crate::store::NewJob = $job;
@@ -262,7 +275,8 @@ macro_rules! insert_job_in {
             .await
             .map_err($crate::store::conflict_or)?;
         if $postgres {
-            sqlx::query("SELECT pg_notify('backstop_jobs', '')")
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind($crate::store::events::JOBS_CHANNEL)
                 .execute(&mut *$tx)
                 .await
                 .map_err($crate::store::StoreError::from)?;
@@ -279,6 +293,7 @@ impl Store {
             insert_job_in!(&mut *tx, job, now, postgres);
             tx.commit().await?;
         });
+        self.job_ready();
         Ok(())
     }
 
@@ -356,6 +371,9 @@ impl Store {
             }
             Pool::Sqlite(p) => super::sqlite::claim_jobs(p, owner, limit, now, lease_until).await?,
         };
+        if !rows.is_empty() {
+            self.job_changed();
+        }
         rows.into_iter().map(Job::try_from).collect()
     }
 
@@ -404,6 +422,9 @@ impl Store {
             .execute(p)
             .await?
             .rows_affected());
+        if done == 1 {
+            self.job_changed();
+        }
         Ok(done == 1)
     }
 
@@ -486,6 +507,9 @@ impl Store {
         };
         if done == 1 && matches!(outcome, Outcome::Retry { .. } | Outcome::Released) {
             self.notify_jobs().await?;
+            self.job_ready();
+        } else if done == 1 {
+            self.job_changed();
         }
         Ok(done == 1)
     }
@@ -505,15 +529,24 @@ impl Store {
                            updated_at = $2 \
                            WHERE id = $1 AND status IN ('PENDING', 'IN_PROGRESS') RETURNING status";
         let status: Option<String> = on_pool!(&self.pool, p => sqlx::query_scalar(SQL).bind(id).bind(now).fetch_optional(p).await?);
-        status
+        let status = status
             .map(|s| s.parse().map_err(StoreError::Corrupt))
-            .transpose()
+            .transpose()?;
+        if status.is_some() {
+            if let Err(e) = self.notify_cancel(id).await {
+                tracing::debug!(error = %e, "cancel NOTIFY failed; the heartbeat will notice");
+            }
+            self.job_changed();
+        }
+        Ok(status)
     }
 
-    /// Tells every process that `job_id` was asked to stop (Postgres only; see `notify_jobs`).
-    pub async fn notify_cancel(&self, job_id: &str) -> StoreResult<()> {
+    /// Tells every other process that `job_id` was asked to stop (Postgres only; their
+    /// heartbeat would notice within a third of the lease anyway).
+    async fn notify_cancel(&self, job_id: &str) -> StoreResult<()> {
         if let Pool::Postgres(p) = &self.pool {
-            sqlx::query("SELECT pg_notify('backstop_cancel', $1)")
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::events::CANCEL_CHANNEL)
                 .bind(job_id)
                 .execute(p)
                 .await?;
@@ -521,11 +554,11 @@ impl Store {
         Ok(())
     }
 
-    /// Wakes idle workers of every process (Postgres NOTIFY; a no-op on SQLite, whose only
-    /// process is woken in memory).
-    pub async fn notify_jobs(&self) -> StoreResult<()> {
+    /// Wakes idle workers of every other process (Postgres NOTIFY; SQLite has one process).
+    async fn notify_jobs(&self) -> StoreResult<()> {
         if let Pool::Postgres(p) = &self.pool {
-            sqlx::query("SELECT pg_notify('backstop_jobs', '')")
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::events::JOBS_CHANNEL)
                 .execute(p)
                 .await?;
         }

@@ -18,6 +18,7 @@ macro_rules! on_pool {
 }
 
 mod backups;
+mod events;
 mod idempotency;
 mod jobs;
 mod policies;
@@ -119,6 +120,9 @@ impl Visible {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    events: std::sync::Arc<events::JobEvents>,
+    #[cfg(feature = "test-hooks")]
+    hooks: std::sync::Arc<crate::test_hooks::StoreHooks>,
 }
 
 impl Store {
@@ -129,13 +133,28 @@ impl Store {
         } else {
             Pool::Sqlite(sqlite::connect(url, max_connections).await?)
         };
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            events: Default::default(),
+            #[cfg(feature = "test-hooks")]
+            hooks: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Holds every `create_backup` in its task-rule window with `hook` (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub fn set_task_rule_window(&self, hook: Option<crate::test_hooks::TaskRuleWindow>) {
+        *self
+            .hooks
+            .task_rule_window
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -381,7 +400,7 @@ impl Store {
             .bind(cluster.plan.as_str())
             .bind(cluster.cu_size)
             .bind(&cluster.milvus_uri)
-            .bind(&cluster.storage)
+            .bind(serde_json::to_string(&cluster.storage).expect("storage serializes"))
             .bind(&cluster.secrets)
             .bind(cluster.created_at)
             .execute(p)

@@ -2,13 +2,17 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{from_json, Store, StoreResult};
+use super::{from_json, Store, StoreError, StoreResult};
+use crate::domain::backups::BackupStatus;
+use crate::domain::schedule::{Frequency, RetentionDays, Window};
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A region each automatic backup is copied to, with the copy's own retention.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CrossRegionCopy {
     pub region_id: String,
-    pub retention_days: i64,
+    #[schema(value_type = i64, minimum = 1, maximum = 30)]
+    pub retention_days: RetentionDays,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,9 +20,9 @@ pub struct Policy {
     pub cluster_id: String,
     pub project_id: String,
     pub enabled: bool,
-    pub frequency: String,
-    pub window: String,
-    pub retention_days: i64,
+    pub frequency: Frequency,
+    pub window: Window,
+    pub retention_days: RetentionDays,
     pub cross_region_copies: Vec<CrossRegionCopy>,
     pub enabled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
@@ -40,9 +44,15 @@ struct PolicyRow {
 const COLUMNS: &str = "cluster_id, project_id, enabled, frequency, window_text, CAST(retention_days AS BIGINT) AS retention_days, cross_region_copies, enabled_at, updated_at";
 
 impl TryFrom<PolicyRow> for Policy {
-    type Error = super::StoreError;
+    type Error = StoreError;
     fn try_from(r: PolicyRow) -> StoreResult<Policy> {
+        let corrupt =
+            |column: &str, e: String| StoreError::Corrupt(format!("backup_policies.{column}: {e}"));
         Ok(Policy {
+            frequency: Frequency::parse(&r.frequency).map_err(|e| corrupt("frequency", e))?,
+            window: Window::parse(&r.window_text).map_err(|e| corrupt("window_text", e))?,
+            retention_days: RetentionDays::try_from(r.retention_days)
+                .map_err(|e| corrupt("retention_days", e))?,
             cross_region_copies: from_json(
                 "backup_policies.cross_region_copies",
                 &r.cross_region_copies,
@@ -50,9 +60,6 @@ impl TryFrom<PolicyRow> for Policy {
             cluster_id: r.cluster_id,
             project_id: r.project_id,
             enabled: r.enabled,
-            frequency: r.frequency,
-            window: r.window_text,
-            retention_days: r.retention_days,
             enabled_at: r.enabled_at,
             updated_at: r.updated_at,
         })
@@ -73,9 +80,9 @@ impl Store {
             .bind(&policy.cluster_id)
             .bind(&policy.project_id)
             .bind(policy.enabled)
-            .bind(&policy.frequency)
-            .bind(&policy.window)
-            .bind(policy.retention_days as i32)
+            .bind(policy.frequency.as_text())
+            .bind(policy.window.as_text())
+            .bind(policy.retention_days.days() as i32)
             .bind(&copies)
             .bind(policy.enabled_at)
             .bind(policy.updated_at)
@@ -107,17 +114,18 @@ impl Store {
         Ok(on_pool!(&self.pool, p => sqlx::query_scalar(SQL).bind(now).fetch_all(p).await?))
     }
 
-    /// Backups of a cluster of one creation method, any visible status.
-    pub async fn backups_of_cluster(
+    /// The automatic backups of a cluster, any visible status: (id, status, job id).
+    pub async fn auto_backups_of_cluster(
         &self,
         cluster_id: &str,
-        method: &str,
-    ) -> StoreResult<Vec<(String, String, Option<String>)>> {
-        const SQL: &str = "SELECT id, status, job_id FROM backups WHERE cluster_id = $1 AND creation_method = $2 \
+    ) -> StoreResult<Vec<(String, BackupStatus, Option<String>)>> {
+        const SQL: &str = "SELECT id, status, job_id FROM backups WHERE cluster_id = $1 AND creation_method = 'AUTO' \
                            AND status <> 'DELETED' ORDER BY id";
-        Ok(
-            on_pool!(&self.pool, p => sqlx::query_as(SQL).bind(cluster_id).bind(method).fetch_all(p).await?),
-        )
+        let rows: Vec<(String, String, Option<String>)> =
+            on_pool!(&self.pool, p => sqlx::query_as(SQL).bind(cluster_id).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, status, job)| Ok((id, status.parse().map_err(StoreError::Corrupt)?, job)))
+            .collect()
     }
 
     /// Every backup (deleted ones too) of the visible projects that existed in [from, to).

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{from_json, StoreError, StoreResult};
 use crate::domain::access::{OrgRole, Privilege, ProjectRole};
+pub use crate::domain::clusters::{ClusterStorage, Plan};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Project {
@@ -82,36 +83,9 @@ pub struct Region {
     pub price_per_gb_month: f64,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-pub enum Plan {
-    Dedicated,
-    Serverless,
-}
-
-impl Plan {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Dedicated => "Dedicated",
-            Plan::Serverless => "Serverless",
-        }
-    }
-}
-
-impl std::str::FromStr for Plan {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Plan, String> {
-        match s {
-            "Dedicated" => Ok(Plan::Dedicated),
-            "Serverless" => Ok(Plan::Serverless),
-            other => Err(format!("unknown plan '{other}'")),
-        }
-    }
-}
-
 /// A registered Milvus deployment. `storage` is the non-secret part of where it keeps its
-/// binlogs (JSON); `secrets` holds the sealed credentials (Milvus token, storage keys).
+/// binlogs; `secrets` holds the sealed credentials (Milvus token, storage keys), opened only
+/// by `crate::clusters` with the service's key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub id: String,
@@ -121,7 +95,7 @@ pub struct Cluster {
     pub plan: Plan,
     pub cu_size: i64,
     pub milvus_uri: String,
-    pub storage: String,
+    pub storage: ClusterStorage,
     pub secrets: String,
     pub created_at: DateTime<Utc>,
 }
@@ -151,7 +125,7 @@ impl TryFrom<ClusterRow> for Cluster {
             region_id: row.region_id,
             cu_size: row.cu_size,
             milvus_uri: row.milvus_uri,
-            storage: row.storage,
+            storage: from_json("clusters.storage", &row.storage)?,
             secrets: row.secrets,
             created_at: row.created_at,
         })

@@ -3,25 +3,18 @@
 //! backups exist and when, not about copying.
 
 use backstop::automatic::Scheduler;
-use backstop::config::Config;
-use backstop::jobs::{Jobs, Registry};
+use backstop::service::Services;
 use backstop::store::Store;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{shared_milvus, Backend, TestApp};
+use crate::support::{shared_milvus, test_config, Backend, TestApp};
 
 /// A scheduler of its own, as another replica would run it, on the app's database.
 async fn replica(app: &TestApp) -> Scheduler {
-    let store = Store::connect(&app.db.url, 3).await.unwrap();
-    let jobs = Jobs::new(
-        store.clone(),
-        Registry::new(),
-        Config::embedded_default().jobs,
-    );
-    Scheduler::new(store, jobs)
+    Scheduler::new(Services::connect(test_config(&app.db)).await.unwrap())
 }
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -252,6 +245,7 @@ async fn retention_deletes_only_automatic_backups(backend: Backend) {
     )
     .await;
     let second_auto = sweeper
+        .services()
         .start_auto_backup(
             &app_policy(&app, &other).await,
             &format!("auto:{other}:test"),

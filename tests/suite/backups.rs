@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backstop::backup::manifest::Manifest;
-use backstop::config::{Config, PausePoint, RegionConfig, S3Config, StorageConfig};
+use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
 use backstop::objects::{self, LocalStore, ObjectStore, S3Store};
+use backstop::test_hooks::PausePoint;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -645,7 +646,7 @@ impl PausedBackup {
         let pause_dir = barrier.path().to_path_buf();
         let app = TestApp::spawn_with(backend, move |c: &mut Config| {
             c.backup.copy_parallelism = 1;
-            c.backup.pause = Some(PausePoint {
+            c.test_hooks.backup_copy = Some(PausePoint {
                 after_files: 1,
                 dir: pause_dir,
             });

@@ -69,6 +69,10 @@ struct UntilCanceled {
 
 #[async_trait]
 impl JobHandler for UntilCanceled {
+    fn cancellable(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         for i in 0.. {
             if let Err(stop) = ctx.checkpoint() {

@@ -1,6 +1,11 @@
 //! The whole integration suite in one binary (one link, shared fixtures). Needs Postgres,
 //! SeaweedFS and Milvus: `scripts/test` starts them and runs this.
 
+#[cfg(not(feature = "test-hooks"))]
+compile_error!(
+    "the suite holds jobs at test barriers: build it with `--features test-hooks` (scripts/test does)"
+);
+
 mod api;
 mod automatic;
 mod backups;
@@ -11,4 +16,5 @@ mod jobs;
 mod objects;
 mod restores;
 mod store;
+mod store_backups;
 mod support;

@@ -2,7 +2,8 @@
 
 use backstop::domain::access::{OrgRole, Privilege, ProjectRole};
 use backstop::store::{
-    ApiKey, Cluster, CustomRole, Page, Plan, Project, Region, Store, StoreError, Visible,
+    ApiKey, Cluster, ClusterStorage, CustomRole, Page, Plan, Project, Region, Store, StoreError,
+    Visible,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -52,7 +53,7 @@ fn cluster(id: &str, project_id: &str, name: &str, t: i64) -> Cluster {
         plan: Plan::Dedicated,
         cu_size: 4,
         milvus_uri: "http://127.0.0.1:19530".into(),
-        storage: r#"{"type":"local","path":"/x"}"#.into(),
+        storage: ClusterStorage::Local { path: "/x".into() },
         secrets: "sealed".into(),
         created_at: at(t),
     }

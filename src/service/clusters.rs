@@ -1,0 +1,279 @@
+//! Registered clusters: registering one (its shape checked), reaching its Milvus, what it
+//! holds, and deleting it with its automatic backups.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::Services;
+use crate::clusters::{self, ClusterAccessError, ClusterSecrets};
+use crate::domain::backups::BackupStatus;
+use crate::domain::clusters::{ClusterStorage, Plan, MAX_CU_SIZE};
+use crate::domain::{ids, names};
+use crate::error::Error;
+use crate::jobs::Jobs;
+use crate::milvus::{parse_uri, CollectionSummary, MilvusClient, MilvusError};
+use crate::store::{Cluster, StoreError};
+
+/// `POST /v2/clusters`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = CreateCluster)]
+pub struct RegisterCluster {
+    pub cluster_name: String,
+    pub project_id: String,
+    pub region_id: String,
+    pub plan: Plan,
+    pub cu_size: i64,
+    pub milvus: MilvusInput,
+    pub storage: StorageInput,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MilvusInput {
+    /// `http://host:port` of the Milvus proxy (gRPC).
+    pub uri: String,
+    /// `user:password` or an API key; stored encrypted.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageInput {
+    Local {
+        path: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        #[serde(default)]
+        root_path: String,
+        access_key_id: String,
+        secret_access_key: String,
+        region: Option<String>,
+    },
+}
+
+/// A cluster as a view shows it: the record and what a live probe said.
+#[derive(Debug)]
+pub struct Probed {
+    pub cluster: Cluster,
+    /// Milvus's version when it answered the probe in time.
+    pub milvus_version: Option<String>,
+}
+
+/// "Cluster X did not answer": the Milvus error, named by cluster.
+pub fn upstream(cluster_id: &str, err: MilvusError) -> Error {
+    Error::Upstream(format!("cluster {cluster_id}: {err}"))
+}
+
+impl From<ClusterAccessError> for Error {
+    fn from(err: ClusterAccessError) -> Self {
+        Error::internal(err)
+    }
+}
+
+impl RegisterCluster {
+    /// The request's shape, before anything is stored.
+    fn validate(&self) -> Result<(), Error> {
+        names::validate_resource_name("clusterName", &self.cluster_name).map_err(Error::invalid)?;
+        if !(1..=MAX_CU_SIZE).contains(&self.cu_size) {
+            return Err(Error::invalid(format!(
+                "cuSize is {}; use a whole number from 1 to {MAX_CU_SIZE}",
+                self.cu_size
+            )));
+        }
+        parse_uri(&self.milvus.uri).map_err(|e| Error::invalid(format!("milvus.uri: {e}")))?;
+        match &self.storage {
+            StorageInput::Local { path } => {
+                if !path.starts_with('/') {
+                    return Err(Error::invalid(
+                        "storage.path must be the absolute path of the Milvus localStorage.path",
+                    ));
+                }
+            }
+            StorageInput::S3 {
+                bucket,
+                access_key_id,
+                secret_access_key,
+                endpoint,
+                ..
+            } => {
+                if bucket.is_empty() {
+                    return Err(Error::invalid("storage.bucket must name the Milvus bucket"));
+                }
+                if access_key_id.is_empty() || secret_access_key.is_empty() {
+                    return Err(Error::invalid(
+                        "storage.accessKeyId and storage.secretAccessKey are required for S3 storage",
+                    ));
+                }
+                if let Some(endpoint) = endpoint {
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        return Err(Error::invalid(
+                            "storage.endpoint must start with http:// or https://",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Services {
+    /// A client for the cluster's Milvus, calls bounded by the configured request deadline.
+    pub fn milvus(&self, cluster: &Cluster) -> Result<MilvusClient, ClusterAccessError> {
+        let timeout = Duration::from_secs(self.config.milvus.request_timeout_secs);
+        clusters::milvus_client(cluster, &self.secrets, timeout)
+    }
+
+    /// Records a cluster in its project. The caller has checked the key may manage the
+    /// project.
+    pub async fn register_cluster(&self, body: RegisterCluster) -> Result<Cluster, Error> {
+        if self.store.get_project(&body.project_id).await?.is_none() {
+            return Err(Error::not_found("project", &body.project_id));
+        }
+        body.validate()?;
+        if self.regions.get(&body.region_id).is_none() {
+            return Err(Error::invalid(format!(
+                "regionId '{}' is not a configured region; use one of: {}",
+                body.region_id,
+                self.regions.ids().join(", ")
+            )));
+        }
+        let (storage, mut secrets) = match body.storage {
+            StorageInput::Local { path } => {
+                (ClusterStorage::Local { path }, ClusterSecrets::default())
+            }
+            StorageInput::S3 {
+                endpoint,
+                bucket,
+                root_path,
+                access_key_id,
+                secret_access_key,
+                region,
+            } => (
+                ClusterStorage::S3 {
+                    endpoint,
+                    bucket,
+                    root_path,
+                    region,
+                },
+                ClusterSecrets {
+                    access_key_id: Some(access_key_id),
+                    secret_access_key: Some(secret_access_key),
+                    ..Default::default()
+                },
+            ),
+        };
+        secrets.milvus_token = body.milvus.token.filter(|t| !t.is_empty());
+        let cluster = Cluster {
+            id: ids::new_cluster_id(),
+            project_id: body.project_id,
+            name: body.cluster_name,
+            region_id: body.region_id,
+            plan: body.plan,
+            cu_size: body.cu_size,
+            milvus_uri: parse_uri(&body.milvus.uri).map_err(|e| Error::invalid(e.to_string()))?,
+            storage,
+            secrets: secrets.seal(&self.secrets),
+            created_at: Utc::now(),
+        };
+        match self.store.insert_cluster(&cluster).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(name)) if name == "clusters_project_name_key" => {
+                return Err(Error::Conflict(format!(
+                    "clusterName '{}' is already used in project {}; choose another name",
+                    cluster.name, cluster.project_id
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(cluster_id = %cluster.id, project_id = %cluster.project_id, "cluster registered");
+        Ok(cluster)
+    }
+
+    /// Probes the cluster with `GetVersion` under the configured short deadline.
+    pub async fn probe(&self, cluster: Cluster) -> Probed {
+        let timeout = Duration::from_millis(self.config.milvus.probe_timeout_ms);
+        let milvus_version = match clusters::milvus_client(&cluster, &self.secrets, timeout) {
+            Ok(client) => match client.version().await {
+                Ok(version) => Some(version),
+                Err(e) => {
+                    tracing::debug!(cluster_id = %cluster.id, error = %e, "cluster probe failed");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(cluster_id = %cluster.id, error = %e, "cluster record unusable");
+                None
+            }
+        };
+        Probed {
+            cluster,
+            milvus_version,
+        }
+    }
+
+    /// The collections of every database of the cluster (`None`), or of those of `only` that
+    /// exist, read live.
+    pub async fn collections(
+        &self,
+        cluster: &Cluster,
+        only: Option<&[&str]>,
+    ) -> Result<BTreeMap<String, Vec<CollectionSummary>>, Error> {
+        self.milvus(cluster)?
+            .collections_by_database(only)
+            .await
+            .map_err(|e| upstream(&cluster.id, e))
+    }
+
+    /// Removes a cluster from the registry; its Milvus is not touched. Its automatic backups
+    /// go with it (finished ones now, running ones are canceled and swept once they end);
+    /// manual backups stay.
+    pub async fn delete_cluster(
+        &self,
+        jobs: &Jobs,
+        cluster_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        for (id, status, job_id) in self.store.auto_backups_of_cluster(cluster_id).await? {
+            match status {
+                BackupStatus::Creating => {
+                    let job = match job_id {
+                        Some(job_id) => self.store.get_job(&job_id).await?,
+                        None => None,
+                    };
+                    if let Some(job) = job {
+                        jobs.cancel(&job).await?;
+                    }
+                }
+                BackupStatus::Available | BackupStatus::Failed | BackupStatus::Canceled => {
+                    if let Some(backup) = self.store.get_backup(&id).await? {
+                        match self.delete_backup(&backup, now).await {
+                            // A conflict: another replica is deleting it already.
+                            Ok(_) | Err(Error::Conflict(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                BackupStatus::Deleting | BackupStatus::Deleted => {}
+            }
+        }
+        if !self.store.delete_cluster(cluster_id).await? {
+            return Err(Error::not_found("cluster", cluster_id));
+        }
+        tracing::info!(%cluster_id, "cluster deleted");
+        Ok(())
+    }
+}
+
+/// A listed collection's creation time, when Milvus reported one.
+pub fn created_at(c: &CollectionSummary) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(c.created_utc_ms as i64).filter(|_| c.created_utc_ms > 0)
+}

@@ -1,0 +1,290 @@
+//! Restores: what a `restoreCollection` or `restoreCluster` request becomes. Everything that
+//! can be checked before the job runs is checked here (the backup is AVAILABLE and readable in
+//! the destination's region, the destination is Dedicated and has none of the collections to
+//! create, the names are valid), so that a refusal is an answer, not a failed job.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::Services;
+use crate::auth::Principal;
+use crate::domain::access::Privilege;
+use crate::domain::backups::BackupStatus;
+use crate::domain::clusters::{ClusterStorage, DedicatedOnly};
+use crate::domain::names;
+use crate::domain::restore::{
+    RestorePlan, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
+};
+use crate::error::Error;
+use crate::store::{BackedUpCollection, Backup, Cluster};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CollectionStatus {
+    Loaded,
+    NotLoaded,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CollectionToRestore {
+    pub collection_name: String,
+    pub dest_collection_name: Option<String>,
+    pub dest_collection_status: Option<CollectionStatus>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DbToRestore {
+    pub db_name: String,
+    pub dest_db_name: Option<String>,
+    pub collections: Vec<CollectionToRestore>,
+}
+
+/// `POST .../backups/{backupId}/restoreCollection`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreCollections {
+    pub dest_cluster_id: String,
+    /// Omitted or empty: every collection of the backup, under its own name, NOT_LOADED.
+    #[serde(default)]
+    pub db_collections: Vec<DbToRestore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClusterCollectionStatus {
+    /// Load what was loaded when the backup was taken.
+    Keep,
+    /// Load nothing.
+    Release,
+}
+
+/// `POST .../backups/{backupId}/restoreCluster`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreCluster {
+    pub dest_cluster_id: String,
+    pub collection_status: Option<ClusterCollectionStatus>,
+}
+
+/// A restore job started into `dest`.
+#[derive(Debug)]
+pub struct RestoreStarted {
+    pub dest: Cluster,
+    pub job_id: String,
+}
+
+impl Services {
+    /// Restores chosen collections (or all) of the backup, renamed and loaded as asked.
+    pub async fn restore_collections(
+        &self,
+        principal: &Principal,
+        cluster_id: &str,
+        backup_id: &str,
+        body: RestoreCollections,
+    ) -> Result<RestoreStarted, Error> {
+        let (backup, dest) = self
+            .source_and_destination(principal, cluster_id, backup_id, &body.dest_cluster_id)
+            .await?;
+        let targets = if body.db_collections.is_empty() {
+            backup
+                .collections
+                .iter()
+                .map(|c| target(c, &c.db_name, &c.collection_name, false))
+                .collect()
+        } else {
+            chosen_targets(&backup, &body.db_collections)?
+        };
+        self.start_restore(&backup, dest, RESTORE_COLLECTION_JOB, targets)
+            .await
+    }
+
+    /// Restores every collection of the backup under its own name, loading what was loaded
+    /// (`KEEP`, the default) or nothing (`RELEASE`).
+    pub async fn restore_cluster(
+        &self,
+        principal: &Principal,
+        cluster_id: &str,
+        backup_id: &str,
+        body: RestoreCluster,
+    ) -> Result<RestoreStarted, Error> {
+        let (backup, dest) = self
+            .source_and_destination(principal, cluster_id, backup_id, &body.dest_cluster_id)
+            .await?;
+        let keep = body.collection_status != Some(ClusterCollectionStatus::Release);
+        let targets = backup
+            .collections
+            .iter()
+            .map(|c| target(c, &c.db_name, &c.collection_name, keep && c.loaded))
+            .collect();
+        self.start_restore(&backup, dest, RESTORE_CLUSTER_JOB, targets)
+            .await
+    }
+
+    /// The backup (AVAILABLE, of `cluster_id`) and the destination cluster, both checked.
+    async fn source_and_destination(
+        &self,
+        principal: &Principal,
+        cluster_id: &str,
+        backup_id: &str,
+        dest_cluster_id: &str,
+    ) -> Result<(Backup, Cluster), Error> {
+        let backup = self
+            .visible_backup(principal, cluster_id, backup_id, Privilege::BackupRestore)
+            .await?;
+        if backup.status != BackupStatus::Available {
+            return Err(Error::Conflict(format!(
+                "backup {backup_id} is {}; only AVAILABLE backups can be restored",
+                backup.status.as_str()
+            )));
+        }
+        let dest = self
+            .visible_cluster(principal, dest_cluster_id, Privilege::BackupRestore)
+            .await?;
+        DedicatedOnly::Restore
+            .check(dest.plan, "destClusterId", dest_cluster_id)
+            .map_err(Error::Unprocessable)?;
+        if dest.region_id != backup.region_id {
+            let copy = self.store.get_copy(&backup.id, &dest.region_id).await?;
+            if copy.is_none_or(|c| c.status != BackupStatus::Available) {
+                return Err(Error::Unprocessable(format!(
+                    "backup {backup_id} is stored in region {}, cluster {dest_cluster_id} is in \
+                     region {}; a restore needs an AVAILABLE copy of the backup in the \
+                     destination's region (crossRegionCopies)",
+                    backup.region_id, dest.region_id
+                )));
+            }
+        }
+        if matches!(dest.storage, ClusterStorage::S3 { .. }) {
+            return Err(Error::Unprocessable(format!(
+                "cluster {dest_cluster_id} keeps its binlogs in S3; restoring into such clusters \
+                 is not supported yet"
+            )));
+        }
+        Ok((backup, dest))
+    }
+
+    /// Checks the destination names are free, then enqueues the restore job. It reads the
+    /// backup from the destination's region: the backup itself, or its copy there.
+    async fn start_restore(
+        &self,
+        backup: &Backup,
+        dest: Cluster,
+        job_type: &str,
+        targets: Vec<RestoreTarget>,
+    ) -> Result<RestoreStarted, Error> {
+        self.check_destinations_free(&dest, &targets).await?;
+        let plan = RestorePlan {
+            dest_cluster_id: dest.id.clone(),
+            source_region_id: dest.region_id.clone(),
+            targets,
+        };
+        let mut job = self
+            .new_job(
+                &dest.project_id,
+                job_type,
+                serde_json::to_value(&plan).expect("plan serializes"),
+            )
+            .for_cluster(&dest.id);
+        job.backup_id = Some(backup.id.clone());
+        self.store.insert_job(&job, Utc::now()).await?;
+        tracing::info!(backup_id = %backup.id, dest_cluster_id = %dest.id, job_id = %job.id, "restore requested");
+        Ok(RestoreStarted {
+            dest,
+            job_id: job.id,
+        })
+    }
+
+    /// Refuses two targets with one destination name, and destination collections that exist.
+    async fn check_destinations_free(
+        &self,
+        dest: &Cluster,
+        targets: &[RestoreTarget],
+    ) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        for t in targets {
+            if !seen.insert((&t.dest_db_name, &t.dest_collection_name)) {
+                return Err(Error::invalid(format!(
+                    "two collections would be restored as {}.{}; give them different destCollectionName",
+                    t.dest_db_name, t.dest_collection_name
+                )));
+            }
+        }
+        let databases: Vec<&str> = targets.iter().map(|t| t.dest_db_name.as_str()).collect();
+        // A database that does not exist yet is created by the restore.
+        let existing = self.collections(dest, Some(&databases)).await?;
+        for t in targets {
+            let taken = existing
+                .get(&t.dest_db_name)
+                .is_some_and(|cs| cs.iter().any(|c| c.name == t.dest_collection_name));
+            if taken {
+                return Err(Error::Conflict(format!(
+                    "collection {}.{} already exists in cluster {}; restore it under another \
+                     destCollectionName or drop it first",
+                    t.dest_db_name, t.dest_collection_name, dest.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn target(c: &BackedUpCollection, dest_db: &str, dest_name: &str, load: bool) -> RestoreTarget {
+    RestoreTarget {
+        db_name: c.db_name.clone(),
+        collection_name: c.collection_name.clone(),
+        dest_db_name: dest_db.to_owned(),
+        dest_collection_name: dest_name.to_owned(),
+        load,
+    }
+}
+
+/// The collections a `restoreCollection` body names, each found in the backup, renamed and
+/// loaded as asked.
+fn chosen_targets(backup: &Backup, chosen: &[DbToRestore]) -> Result<Vec<RestoreTarget>, Error> {
+    let in_backup: HashMap<(&str, &str), &BackedUpCollection> = backup
+        .collections
+        .iter()
+        .map(|c| ((c.db_name.as_str(), c.collection_name.as_str()), c))
+        .collect();
+    let mut targets = Vec::new();
+    for (i, db) in chosen.iter().enumerate() {
+        if db.collections.is_empty() {
+            return Err(Error::invalid(format!(
+                "dbCollections[{i}].collections is empty; name at least one collection"
+            )));
+        }
+        for (j, c) in db.collections.iter().enumerate() {
+            let Some(backed_up) = in_backup.get(&(db.db_name.as_str(), c.collection_name.as_str()))
+            else {
+                return Err(Error::NotFound(format!(
+                    "dbCollections[{i}].collections[{j}]: collection {}.{} is not in backup {}",
+                    db.db_name, c.collection_name, backup.id
+                )));
+            };
+            let load = c.dest_collection_status == Some(CollectionStatus::Loaded);
+            if load && backed_up.loadable == Some(false) {
+                return Err(Error::invalid(format!(
+                    "dbCollections[{i}].collections[{j}].destCollectionStatus: collection {}.{} has \
+                     no index on a vector field in the backup and Milvus loads only indexed \
+                     collections; restore it NOT_LOADED, then create an index and load it",
+                    db.db_name, c.collection_name
+                )));
+            }
+            let dest_name = c
+                .dest_collection_name
+                .as_ref()
+                .unwrap_or(&c.collection_name);
+            names::validate_resource_name("destCollectionName", dest_name)
+                .map_err(Error::invalid)?;
+            let dest_db = db.dest_db_name.as_ref().unwrap_or(&db.db_name);
+            names::validate_resource_name("destDbName", dest_db).map_err(Error::invalid)?;
+            targets.push(target(backed_up, dest_db, dest_name, load));
+        }
+    }
+    Ok(targets)
+}
