@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::{ok, ApiJson, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
 use crate::domain::{ids, names};
 use crate::error::Error;
-use crate::store::{Project, StoreError};
+use crate::store::{OnConstraint, Project};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_project, list_projects))
@@ -58,16 +58,19 @@ async fn create_project(
         name: body.project_name,
         created_at: Utc::now(),
     };
-    match state.store.insert_project(&project).await {
-        Ok(()) => Ok(ok(ProjectCreated {
-            project_id: project.id,
-        })),
-        Err(StoreError::Conflict(_)) => Err(Error::Conflict(format!(
-            "projectName '{}' is already used; choose another name",
-            project.name
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    state
+        .store
+        .insert_project(&project)
+        .await
+        .on_constraint("projects_name_key", || {
+            Error::Conflict(format!(
+                "projectName '{}' is already used; choose another name",
+                project.name
+            ))
+        })?;
+    Ok(ok(ProjectCreated {
+        project_id: project.id,
+    }))
 }
 
 /// List the projects this key has a role in (all of them for an org OWNER).

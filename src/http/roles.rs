@@ -11,7 +11,7 @@ use super::{ok, ApiJson, ApiResult, AppState, Auth};
 use crate::domain::access::{BuiltinRole, Privilege};
 use crate::domain::names;
 use crate::error::Error;
-use crate::store::{CustomRole, StoreError};
+use crate::store::{CustomRole, OnConstraint};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_role, list_roles))
@@ -70,19 +70,19 @@ async fn create_role(
         privileges,
         created_at: Utc::now(),
     };
-    match state.store.insert_role(&role).await {
-        Ok(()) => Ok(ok(RoleView {
-            role_name: role.name,
-            privileges: role.privileges,
-            builtin: false,
-            create_time: Some(role.created_at),
-        })),
-        Err(StoreError::Conflict(_)) => Err(Error::Conflict(format!(
-            "roleName '{}' already exists",
-            role.name
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    state
+        .store
+        .insert_role(&role)
+        .await
+        .on_constraint("roles_pkey", || {
+            Error::Conflict(format!("roleName '{}' already exists", role.name))
+        })?;
+    Ok(ok(RoleView {
+        role_name: role.name,
+        privileges: role.privileges,
+        builtin: false,
+        create_time: Some(role.created_at),
+    }))
 }
 
 /// List the built-in and custom roles with their privileges.

@@ -6,6 +6,7 @@
 
 mod backoff;
 mod handler;
+mod outcome;
 mod worker;
 
 use std::sync::Arc;

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff::retry_delay;
-use super::handler::{JobContext, JobError, Signals, Stop};
+use super::handler::{JobContext, JobError, Signals};
+use super::outcome::{outcome, Attempted};
 use super::Jobs;
 use crate::store::{Job, JobStatus, Lease, Outcome};
 
@@ -229,33 +230,19 @@ async fn attempt(
             "the job's task was aborted".to_owned()
         }))
     });
-    let outcome = match result {
-        Ok(()) => Outcome::Succeeded,
-        Err(JobError::Stopped(Stop::LeaseLost)) => return None,
-        Err(JobError::Stopped(Stop::Interrupted)) => Outcome::Released,
-        Err(_) if signals.canceled.is_cancelled() => Outcome::Canceled {
-            reason: "canceled by request".to_owned(),
-        },
-        Err(JobError::Stopped(Stop::Canceled)) => Outcome::Canceled {
-            reason: "canceled by request".to_owned(),
-        },
-        Err(JobError::Retryable(reason)) if attempts < max_attempts => {
-            let delay = retry_delay(
-                attempts,
-                config.backoff_base(),
-                config.backoff_max(),
-                rand::random(),
-            );
-            Outcome::Retry {
-                reason,
-                run_after: Utc::now() + chrono_duration(delay),
-            }
-        }
-        Err(JobError::Retryable(reason)) => Outcome::Failed {
-            reason: format!("{reason} (after {attempts} attempts)"),
-        },
-        Err(JobError::Permanent(reason)) => Outcome::Failed { reason },
+    let delay = retry_delay(
+        attempts,
+        config.backoff_base(),
+        config.backoff_max(),
+        rand::random(),
+    );
+    let ended = Attempted {
+        result,
+        canceled: signals.canceled.is_cancelled(),
+        attempt: attempts,
+        max_attempts,
     };
+    let outcome = outcome(ended, Utc::now(), delay)?;
     match &outcome {
         Outcome::Succeeded => tracing::info!("job succeeded"),
         Outcome::Retry { reason, run_after } => {

@@ -16,7 +16,7 @@ use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::jobs::Jobs;
 use crate::milvus::{parse_uri, CollectionSummary, MilvusClient, MilvusError};
-use crate::store::{Cluster, StoreError};
+use crate::store::{Cluster, OnConstraint};
 
 /// `POST /v2/clusters`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -184,16 +184,15 @@ impl Services {
             secrets: secrets.seal(&self.secrets),
             created_at: Utc::now(),
         };
-        match self.store.insert_cluster(&cluster).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(name)) if name == "clusters_project_name_key" => {
-                return Err(Error::Conflict(format!(
+        self.store.insert_cluster(&cluster).await.on_constraint(
+            "clusters_project_name_key",
+            || {
+                Error::Conflict(format!(
                     "clusterName '{}' is already used in project {}; choose another name",
                     cluster.name, cluster.project_id
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+                ))
+            },
+        )?;
         tracing::info!(cluster_id = %cluster.id, project_id = %cluster.project_id, "cluster registered");
         Ok(cluster)
     }

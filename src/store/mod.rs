@@ -50,9 +50,59 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The named unique constraints of both schemas, as `StoreError::Conflict` names them (SQLite
+/// reports columns; `sqlite::unique_constraint_name` maps them to these).
+pub const UNIQUE_CONSTRAINTS: &[&str] = &[
+    "projects_pkey",
+    "projects_name_key",
+    "api_keys_pkey",
+    "api_keys_key_hash_key",
+    "roles_pkey",
+    "clusters_pkey",
+    "clusters_project_name_key",
+    "jobs_pkey",
+    "jobs_dedupe_key_key",
+    "backups_pkey",
+    "backups_cluster_seq_key",
+    "backups_cluster_name_key",
+    "backups_one_manual_creating",
+    "backup_copies_pkey",
+];
+
+/// Turns the violation of one named constraint into the caller's error (realworld's
+/// `on_constraint`): the one way a caller reads a conflict, so a conflict on another
+/// constraint is never mistaken for it.
+pub trait OnConstraint<T> {
+    fn on_constraint<E: From<StoreError>>(
+        self,
+        constraint: &str,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> OnConstraint<T> for StoreResult<T> {
+    fn on_constraint<E: From<StoreError>>(
+        self,
+        constraint: &str,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        match self {
+            Err(StoreError::Conflict(name)) if name == constraint => Err(err()),
+            other => other.map_err(E::from),
+        }
+    }
+}
+
 impl From<StoreError> for crate::error::Error {
     fn from(err: StoreError) -> Self {
         crate::error::Error::internal(err)
+    }
+}
+
+impl StoreError {
+    /// A failed write, with a unique violation named by its constraint (on both databases).
+    pub fn from_write(err: sqlx::Error) -> StoreError {
+        conflict_or(err)
     }
 }
 

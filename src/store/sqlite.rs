@@ -56,6 +56,7 @@ pub(super) fn unique_constraint_name(message: &str) -> String {
         "backups.cluster_id" => "backups_one_manual_creating",
         "backups.cluster_id, backups.seq" => "backups_cluster_seq_key",
         "backups.cluster_id, backups.name" => "backups_cluster_name_key",
+        "backup_copies.backup_id, backup_copies.region_id" => "backup_copies_pkey",
         other => return other.to_owned(),
     }
     .to_owned()

@@ -3,38 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use backstop::backup::manifest::Manifest;
-use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
-use backstop::objects::{self, LocalStore, ObjectStore, S3Store};
+use backstop::config::Config;
+use backstop::objects::{self, LocalStore, ObjectStore};
 use backstop::test_hooks::PausePoint;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{seed, shared_milvus, shared_s3, unique, Backend, PrivateMilvus, TestApp};
-
-/// Polls the job until it is final; panics with its last state after two minutes.
-pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let job = app
-            .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
-            .await;
-        if matches!(
-            job["status"].as_str(),
-            Some("SUCCESSFUL" | "FAILED" | "CANCELED")
-        ) {
-            return job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "job {job_id} not final after 120 s: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use crate::support::{
+    s3_region, seed, shared_milvus, unique, wait_for_file, wait_for_job, Backend, PrivateMilvus,
+    TestApp,
+};
 
 fn region_dir(app: &TestApp) -> PathBuf {
     app.db.dir.path().join("data/regions/local")
@@ -441,31 +423,6 @@ async fn create_refuses_what_cannot_be_backed_up(backend: Backend) {
     assert_eq!(body["data"]["count"], 2, "{body}");
 }
 
-/// A region `id` on the shared S3 server, in a bucket of its own, and its store.
-pub async fn s3_region(id: &str) -> (RegionConfig, S3Store) {
-    let s3 = shared_s3();
-    let config = S3Config {
-        endpoint: Some(s3.endpoint.clone()),
-        bucket: unique("region").replace('_', "-"),
-        prefix: "backstop".to_owned(),
-        region: "us-east-1".to_owned(),
-        access_key_id: s3.access_key.clone(),
-        secret_access_key: s3.secret_key.clone().into(),
-        force_path_style: true,
-        part_size_mib: 5,
-        parts_in_flight: 2,
-    };
-    let store = S3Store::new(&config);
-    store.create_bucket_if_missing().await.unwrap();
-    let region = RegionConfig {
-        id: id.to_owned(),
-        cloud_provider: "aws".to_owned(),
-        price_per_gb_month: 0.02,
-        storage: StorageConfig::S3(config),
-    };
-    (region, store)
-}
-
 /// A cluster registered in an S3 region writes its backup there, and nowhere else.
 async fn backup_lands_only_in_its_clusters_region(backend: Backend) {
     let milvus = shared_milvus();
@@ -737,18 +694,6 @@ async fn canceling_a_running_backup_removes_its_objects(backend: Backend) {
         files_under(&region_dir(app), &paused.prefix).is_empty(),
         "no objects left"
     );
-}
-
-async fn wait_for_file(path: &Path) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn a_collection_dropped_during_the_backup_fails_it(backend: Backend) {

@@ -175,6 +175,70 @@ async fn jobs_on(db: &TestDb, registry: Registry, workers: usize) -> Jobs {
 
 // ----- queue semantics ------------------------------------------------------------------
 
+/// A job committed beside another row (a backup and the job that makes it; a finished backup
+/// and its copy jobs) wakes idle workers at once: nothing waits for the fallback poll, set to
+/// ten minutes here (SQLite has no NOTIFY; the store wakes its process itself).
+async fn jobs_committed_with_their_rows_wake_idle_workers(backend: Backend) {
+    use backstop::domain::backups::{BackupType, CopyRequest, CreationMethod};
+    use backstop::store::NewBackup;
+    let db = test_db(backend).await;
+    let count = Count::default();
+    let mut config = test_config(&db).jobs;
+    config.poll_interval_ms = 600_000;
+    config.workers = 2;
+    let store = Store::connect(&db.url, 5).await.unwrap();
+    let jobs = Jobs::new(
+        store.clone(),
+        Registry::new().register("COUNT", count.clone()),
+        config,
+    );
+    let stop = CancellationToken::new();
+    let pool = jobs.start_workers(stop.clone());
+    // The pool's first claim finds nothing; from then on only a wake-up (or the poll) helps.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let backup = NewBackup {
+        project_id: "proj-x".into(),
+        cluster_id: "c1".into(),
+        cluster_name: "prod".into(),
+        region_id: "local".into(),
+        name: None,
+        backup_type: BackupType::Cluster,
+        creation_method: CreationMethod::Manual,
+        selection: Vec::new(),
+        expire_at: None,
+        copy_regions: Vec::new(),
+    };
+    let mut job = new_job(&jobs, "proj-x", "COUNT", json!({}));
+    let backup = store
+        .create_backup(&backup, &mut job, Utc::now())
+        .await
+        .unwrap();
+    wait_for_job(&store, &job.id, "SUCCESSFUL", |j| {
+        j.status == JobStatus::Successful
+    })
+    .await;
+
+    let copy = (
+        CopyRequest {
+            region_id: "eu".into(),
+            retention_days: None,
+        },
+        new_job(&jobs, "proj-x", "COUNT", json!({})).for_backup(&backup),
+    );
+    let copy_id = copy.1.id.clone();
+    assert!(store
+        .complete_backup(&backup.id, 0, &[], &[copy], Utc::now())
+        .await
+        .unwrap());
+    wait_for_job(&store, &copy_id, "SUCCESSFUL", |j| {
+        j.status == JobStatus::Successful
+    })
+    .await;
+    stop.cancel();
+    pool.await.unwrap();
+}
+
 async fn two_pools_drain_1000_jobs_exactly_once(backend: Backend) {
     let db = test_db(backend).await;
     let count = Count::default();
@@ -337,6 +401,7 @@ async fn a_stale_lease_cannot_write(backend: Backend) {
 }
 
 on_both_backends!(
+    jobs_committed_with_their_rows_wake_idle_workers,
     two_pools_drain_1000_jobs_exactly_once,
     retries_with_backoff_then_succeeds_or_fails_with_last_reason,
     a_stale_lease_cannot_write,

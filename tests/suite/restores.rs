@@ -2,12 +2,15 @@
 //! and a private second instance (another cluster), compared row by row with what was backed
 //! up.
 
+use backstop::test_hooks::PausePoint;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::backups::wait_for_job;
 use crate::on_both_backends;
-use crate::support::{seed, seed_output, shared_milvus, unique, Backend, PrivateMilvus, TestApp};
+use crate::support::{
+    s3_region, seed, seed_output, shared_milvus, unique, wait_for_file, wait_for_job, Backend,
+    PrivateMilvus, TestApp,
+};
 
 /// Shard count, partitions, indexes, load state and every row of a collection.
 async fn dump(uri: &str, db: &str, name: &str) -> Value {
@@ -315,7 +318,7 @@ async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend:
 /// verifies; a cluster in that region restores from it; deleting the backup removes the copy.
 async fn cross_region_copy_lands_and_restores_there(backend: Backend) {
     let milvus = shared_milvus();
-    let (region, s3_store) = crate::backups::s3_region("eu").await;
+    let (region, s3_store) = s3_region("eu").await;
     let app = TestApp::spawn_with(backend, move |c| c.regions.push(region)).await;
     let project = app.create_project("p").await;
     let db = unique("db");
@@ -423,7 +426,86 @@ fn walk_first_file(dir: &std::path::Path) -> std::path::PathBuf {
     panic!("no file under {}", dir.display());
 }
 
+/// A restore canceled while it stages binlogs (held at a test barrier) drops the collection it
+/// created and removes its staging files; the job ends CANCELED.
+async fn a_canceled_restore_drops_what_it_created(backend: Backend) {
+    let milvus = shared_milvus();
+    let barrier = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.test_hooks.restore_stage = Some(PausePoint {
+            after_files: 1,
+            dir: barrier.path().to_path_buf(),
+        });
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-collection", &db, &name, "20"]).await;
+    let (cluster, backup) = backed_up(&app, &project, &db, &[&name]).await;
+    let target = unique("canceled");
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
+            Some(
+                json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+                "collections": [{"collectionName": name, "destCollectionName": target}]}]}),
+            ),
+        )
+        .await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    wait_for_file(&barrier.path().join("paused")).await;
+
+    let collections = format!("/v2/clusters/{cluster}/collections");
+    let listed = app.admin(Method::GET, &collections, None).await;
+    assert!(
+        listed.to_string().contains(&target),
+        "created before staging: {listed}"
+    );
+    let staging = std::path::Path::new(&milvus.storage).join(format!("backstop-restore/{job_id}"));
+    assert!(
+        staging.exists(),
+        "{} holds the staged binlogs",
+        staging.display()
+    );
+    let described = app
+        .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
+        .await;
+    assert_eq!(described["cancellable"], true, "{described}");
+
+    let canceling = app
+        .admin(Method::POST, &format!("/v2/jobs/{job_id}/cancel"), None)
+        .await;
+    assert_eq!(canceling["status"], "CANCELING", "{canceling}");
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "CANCELED", "{job}");
+    let listed = app.admin(Method::GET, &collections, None).await;
+    assert!(!listed.to_string().contains(&target), "dropped: {listed}");
+    let left: Vec<_> = walk_files(&staging);
+    assert!(left.is_empty(), "staging files left: {left:?}");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk_files(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
 on_both_backends!(
+    a_canceled_restore_drops_what_it_created,
     cross_region_copy_lands_and_restores_there,
     restore_renamed_and_after_a_drop_gives_identical_rows,
     a_tampered_backup_is_refused_before_the_destination_is_touched,

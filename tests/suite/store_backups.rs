@@ -588,3 +588,196 @@ on_both_backends!(
     idempotency_records_claim_replay_and_expire,
     claims_take_due_jobs_and_expired_leases_once,
 );
+
+/// Every named unique constraint is reported by its name on both databases (SQLite reports
+/// columns, mapped to the Postgres names), so callers can match on it.
+async fn every_unique_constraint_is_named_alike(backend: Backend) {
+    use backstop::domain::access::OrgRole;
+    use backstop::store::{
+        ApiKey, Cluster, ClusterStorage, CustomRole, Plan, StoreError, UNIQUE_CONSTRAINTS,
+    };
+    let (store, _db) = store(backend).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut expect = |result: Result<(), StoreError>, name: &str| match result {
+        Err(StoreError::Conflict(got)) => {
+            assert_eq!(got, name);
+            seen.push(got);
+        }
+        other => panic!("{name}: expected a conflict, got {other:?}"),
+    };
+    let project = |id: &str, name: &str| Project {
+        id: id.into(),
+        name: name.into(),
+        created_at: at(0),
+    };
+    expect(
+        store.insert_project(&project("proj-a", "other")).await,
+        "projects_pkey",
+    );
+    expect(
+        store.insert_project(&project("proj-b", "a")).await,
+        "projects_name_key",
+    );
+    let key = |id: &str, hash: &str| ApiKey {
+        id: id.into(),
+        name: "k".into(),
+        key_hash: hash.into(),
+        org_role: OrgRole::Member,
+        project_roles: Vec::new(),
+        created_at: at(0),
+    };
+    store.insert_api_key(&key("key-1", "h1")).await.unwrap();
+    expect(
+        store.insert_api_key(&key("key-1", "h2")).await,
+        "api_keys_pkey",
+    );
+    expect(
+        store.insert_api_key(&key("key-2", "h1")).await,
+        "api_keys_key_hash_key",
+    );
+    let role = CustomRole {
+        name: "auditor".into(),
+        privileges: Vec::new(),
+        created_at: at(0),
+    };
+    store.insert_role(&role).await.unwrap();
+    expect(store.insert_role(&role).await, "roles_pkey");
+    let cluster = |id: &str, name: &str| Cluster {
+        id: id.into(),
+        project_id: "proj-a".into(),
+        name: name.into(),
+        region_id: "local".into(),
+        plan: Plan::Dedicated,
+        cu_size: 1,
+        milvus_uri: "http://127.0.0.1:19530".into(),
+        storage: ClusterStorage::Local { path: "/x".into() },
+        secrets: "sealed".into(),
+        created_at: at(0),
+    };
+    store
+        .insert_cluster(&cluster("in01-1", "c1"))
+        .await
+        .unwrap();
+    expect(
+        store.insert_cluster(&cluster("in01-1", "c2")).await,
+        "clusters_pkey",
+    );
+    expect(
+        store.insert_cluster(&cluster("in01-2", "c1")).await,
+        "clusters_project_name_key",
+    );
+    let plain = job("A");
+    store.insert_job(&plain, at(0)).await.unwrap();
+    expect(store.insert_job(&plain, at(0)).await, "jobs_pkey");
+    let mut deduped = job("A");
+    deduped.dedupe_key = Some("once".into());
+    store.insert_job(&deduped, at(0)).await.unwrap();
+    let mut again = job("A");
+    again.dedupe_key = Some("once".into());
+    expect(store.insert_job(&again, at(0)).await, "jobs_dedupe_key_key");
+
+    let created = |result: Result<backstop::store::Backup, CreateBackupError>| match result {
+        Err(CreateBackupError::Store(e)) => Err(e),
+        Err(CreateBackupError::ManualRunning) => {
+            Err(StoreError::Conflict("backups_one_manual_creating".into()))
+        }
+        Err(CreateBackupError::NameTaken(_)) => {
+            Err(StoreError::Conflict("backups_cluster_name_key".into()))
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+        Ok(_) => Ok(()),
+    };
+    let backup = store
+        .create_backup(
+            &new_backup("c1", CreationMethod::Manual, Some("b")),
+            &mut job("B"),
+            at(1),
+        )
+        .await
+        .unwrap();
+    expect(
+        created(
+            store
+                .create_backup(
+                    &new_backup("c1", CreationMethod::Manual, None),
+                    &mut job("B"),
+                    at(2),
+                )
+                .await,
+        ),
+        "backups_one_manual_creating",
+    );
+    expect(
+        created(
+            store
+                .create_backup(
+                    &new_backup("c1", CreationMethod::Auto, Some("b")),
+                    &mut job("B"),
+                    at(2),
+                )
+                .await,
+        ),
+        "backups_cluster_name_key",
+    );
+    // What no store method can provoke (ids and sequence numbers are the store's own), by
+    // copying the row with one unique column kept.
+    const COPY_ROW: &str = "INSERT INTO backups (id, project_id, cluster_id, cluster_name, region_id, name, seq, \
+        backup_type, creation_method, status, selection, collections, size, job_id, reason, expire_at, \
+        created_at, updated_at, finished_at, deleted_at, copy_regions) \
+        SELECT $2, project_id, cluster_id, cluster_name, region_id, $3, $4, backup_type, 'AUTO', 'FAILED', \
+        selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, \
+        deleted_at, copy_regions FROM backups WHERE id = $1";
+    let raw = |sql: &'static str, args: Vec<String>, seq: i64| {
+        let store = store.clone();
+        async move {
+            let result = match store.pool() {
+                backstop::store::Pool::Postgres(p) => {
+                    let mut q = sqlx::query(sql);
+                    for a in &args {
+                        q = q.bind(a);
+                    }
+                    q.bind(seq).execute(p).await.map(|_| ())
+                }
+                backstop::store::Pool::Sqlite(p) => {
+                    let mut q = sqlx::query(sql);
+                    for a in &args {
+                        q = q.bind(a);
+                    }
+                    q.bind(seq).execute(p).await.map(|_| ())
+                }
+            };
+            result.map_err(StoreError::from_write)
+        }
+    };
+    let id = backup.id.clone();
+    expect(
+        raw(COPY_ROW, vec![id.clone(), id.clone(), "b2".into()], 9).await,
+        "backups_pkey",
+    );
+    expect(
+        raw(
+            COPY_ROW,
+            vec![id.clone(), "backup-x".into(), "b3".into()],
+            backup.seq,
+        )
+        .await,
+        "backups_cluster_seq_key",
+    );
+    let copy_job = job("COPY_BACKUP").for_backup(&backup);
+    let copy = (backup.copy_regions[0].clone(), copy_job);
+    assert!(store
+        .complete_backup(&backup.id, 0, &[], std::slice::from_ref(&copy), at(3))
+        .await
+        .unwrap());
+    const COPY_COPY: &str = "INSERT INTO backup_copies (backup_id, region_id, status, size, job_id, reason, expire_at, created_at, updated_at) \
+        SELECT backup_id, region_id, status, $2 + size, job_id, reason, expire_at, created_at, updated_at \
+        FROM backup_copies WHERE backup_id = $1";
+    expect(raw(COPY_COPY, vec![id], 0).await, "backup_copies_pkey");
+
+    seen.sort();
+    let mut all: Vec<String> = UNIQUE_CONSTRAINTS.iter().map(|s| s.to_string()).collect();
+    all.sort();
+    assert_eq!(seen, all, "every named constraint is exercised");
+}
+
+on_both_backends!(every_unique_constraint_is_named_alike);

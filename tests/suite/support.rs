@@ -4,10 +4,12 @@
 //! A required service that is missing fails the test with a message saying how to start it;
 //! nothing is skipped silently.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use backstop::config::Config;
+use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
+use backstop::objects::S3Store;
 use backstop::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -562,4 +564,63 @@ fn running_as_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// Polls the job until it is final; panics with its last state after two minutes.
+pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = app
+            .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
+            .await;
+        if matches!(
+            job["status"].as_str(),
+            Some("SUCCESSFUL" | "FAILED" | "CANCELED")
+        ) {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job {job_id} not final after 120 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A region `id` on the shared S3 server, in a bucket of its own, and its store.
+pub async fn s3_region(id: &str) -> (RegionConfig, S3Store) {
+    let s3 = shared_s3();
+    let config = S3Config {
+        endpoint: Some(s3.endpoint.clone()),
+        bucket: unique("region").replace('_', "-"),
+        prefix: "backstop".to_owned(),
+        region: "us-east-1".to_owned(),
+        access_key_id: s3.access_key.clone(),
+        secret_access_key: s3.secret_key.clone().into(),
+        force_path_style: true,
+        part_size_mib: 5,
+        parts_in_flight: 2,
+    };
+    let store = S3Store::new(&config);
+    store.create_bucket_if_missing().await.unwrap();
+    let region = RegionConfig {
+        id: id.to_owned(),
+        cloud_provider: "aws".to_owned(),
+        price_per_gb_month: 0.02,
+        storage: StorageConfig::S3(config),
+    };
+    (region, store)
+}
+
+/// Waits until `path` exists (a test barrier says it was reached); panics after a minute.
+pub async fn wait_for_file(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
