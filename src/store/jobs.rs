@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Page, Pool, Store, StoreError, StoreResult, Visible};
+use super::{paged, Counted, Page, Pool, Store, StoreError, StoreResult, Visible, TOTAL_COUNT};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -324,36 +324,34 @@ impl Store {
              AND ($4 IS NULL OR job_type = $4) AND ($5 IS NULL OR status = $5)";
         let filter_sql = self.adapt_json_filter(FILTER);
         let list = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {filter_sql} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+            "SELECT {JOB_COLUMNS}, {TOTAL_COUNT} FROM jobs WHERE {filter_sql} \
+             ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
         );
-        let count = format!("SELECT COUNT(*) FROM jobs WHERE {filter_sql}");
         let ids = visible.as_json();
         let status = filter.status.map(JobStatus::as_str);
-        let (rows, total): (Vec<JobRow>, i64) = on_pool!(&self.pool, p => (
-            sqlx::query_as(&list)
-                .bind(&ids)
-                .bind(&filter.project_id)
-                .bind(&filter.cluster_id)
-                .bind(&filter.job_type)
-                .bind(status)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(p)
-                .await?,
-            sqlx::query_scalar(&count)
-                .bind(&ids)
-                .bind(&filter.project_id)
-                .bind(&filter.cluster_id)
-                .bind(&filter.job_type)
-                .bind(status)
-                .fetch_one(p)
-                .await?,
-        ));
+        let (rows, total) = paged(page, |limit, offset| {
+            let (list, ids) = (&list, &ids);
+            async move {
+                Ok(
+                    on_pool!(&self.pool, p => sqlx::query_as::<_, Counted<JobRow>>(list)
+                    .bind(ids)
+                    .bind(&filter.project_id)
+                    .bind(&filter.cluster_id)
+                    .bind(&filter.job_type)
+                    .bind(status)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(p)
+                    .await?),
+                )
+            }
+        })
+        .await?;
         let jobs = rows
             .into_iter()
             .map(Job::try_from)
             .collect::<StoreResult<_>>()?;
-        Ok((jobs, total as u64))
+        Ok((jobs, total))
     }
 
     /// Takes up to `limit` jobs that are due, or whose lease expired (their process died),

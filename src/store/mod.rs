@@ -149,6 +149,33 @@ impl Page {
     }
 }
 
+/// A listed row with the count of every row the list's filter matches (`COUNT(*) OVER ()`).
+#[derive(sqlx::FromRow)]
+struct Counted<T> {
+    #[sqlx(flatten)]
+    row: T,
+    total_count: i64,
+}
+
+/// The SQL that a list query appends to its columns to carry the count of all matches.
+const TOTAL_COUNT: &str = "COUNT(*) OVER () AS total_count";
+
+/// One page of a list and the count of all its matches, from one query that binds its
+/// filters once (`fetch(limit, offset)`, selecting `TOTAL_COUNT` beside the columns). A page
+/// past the end has no row to carry the count; then the first row is fetched for it.
+async fn paged<R, Fut>(page: Page, fetch: impl Fn(i64, i64) -> Fut) -> StoreResult<(Vec<R>, u64)>
+where
+    Fut: std::future::Future<Output = StoreResult<Vec<Counted<R>>>>,
+{
+    let rows = fetch(page.limit(), page.offset()).await?;
+    let total = match rows.first() {
+        Some(first) => first.total_count,
+        None if page.offset() > 0 => fetch(1, 0).await?.first().map_or(0, |r| r.total_count),
+        None => 0,
+    };
+    Ok((rows.into_iter().map(|r| r.row).collect(), total as u64))
+}
+
 /// Which projects a listing may show: all of them (org owner) or only these.
 #[derive(Debug, Clone)]
 pub enum Visible {
@@ -259,20 +286,22 @@ impl Store {
             "($1 IS NULL OR id IN (SELECT value FROM json_array_elements_text(CAST($1 AS json))))";
         let filter = self.adapt_json_filter(FILTER);
         let list = format!(
-            "SELECT id, name, created_at FROM projects WHERE {filter} ORDER BY created_at, id LIMIT $2 OFFSET $3"
+            "SELECT id, name, created_at, {TOTAL_COUNT} FROM projects WHERE {filter} \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
         );
-        let count = format!("SELECT COUNT(*) FROM projects WHERE {filter}");
         let ids = visible.as_json();
-        on_pool!(&self.pool, p => {
-            let rows = sqlx::query_as(&list)
-                .bind(&ids)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(p)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count).bind(&ids).fetch_one(p).await?;
-            Ok((rows, total as u64))
+        paged(page, |limit, offset| {
+            let (list, ids) = (&list, &ids);
+            async move {
+                Ok(on_pool!(&self.pool, p => sqlx::query_as(list)
+                    .bind(ids)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(p)
+                    .await?))
+            }
         })
+        .await
     }
 
     /// `json_array_elements_text(CAST($1 AS json))` is Postgres; SQLite spells it `json_each($1)`.
@@ -476,26 +505,30 @@ impl Store {
                               AND ($2 IS NULL OR project_id = $2)";
         let filter = self.adapt_json_filter(FILTER);
         let list = format!(
-            "SELECT id, project_id, name, region_id, plan, cu_size, milvus_uri, storage, secrets, created_at \
-             FROM clusters WHERE {filter} ORDER BY created_at, id LIMIT $3 OFFSET $4"
+            "SELECT id, project_id, name, region_id, plan, cu_size, milvus_uri, storage, secrets, created_at, \
+             {TOTAL_COUNT} FROM clusters WHERE {filter} ORDER BY created_at, id LIMIT $3 OFFSET $4"
         );
-        let count = format!("SELECT COUNT(*) FROM clusters WHERE {filter}");
         let ids = visible.as_json();
-        let (rows, total): (Vec<ClusterRow>, i64) = on_pool!(&self.pool, p => (
-            sqlx::query_as(&list)
-                .bind(&ids)
-                .bind(project_id)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(p)
-                .await?,
-            sqlx::query_scalar(&count).bind(&ids).bind(project_id).fetch_one(p).await?,
-        ));
+        let (rows, total) = paged(page, |limit, offset| {
+            let (list, ids) = (&list, &ids);
+            async move {
+                Ok(
+                    on_pool!(&self.pool, p => sqlx::query_as::<_, Counted<ClusterRow>>(list)
+                    .bind(ids)
+                    .bind(project_id)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(p)
+                    .await?),
+                )
+            }
+        })
+        .await?;
         let clusters = rows
             .into_iter()
             .map(Cluster::try_from)
             .collect::<StoreResult<_>>()?;
-        Ok((clusters, total as u64))
+        Ok((clusters, total))
     }
 
     pub async fn delete_cluster(&self, id: &str) -> StoreResult<bool> {

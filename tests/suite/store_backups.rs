@@ -236,6 +236,23 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
         page.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
         ["nightly", "prod_backup2"]
     );
+    // A page past the end is empty and still counts every match.
+    let (beyond, total) = store
+        .list_backups(
+            &Visible::All,
+            &BackupFilter {
+                cluster_id: Some("c1".into()),
+                ..Default::default()
+            },
+            Page {
+                current_page: 9,
+                page_size: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(beyond.is_empty());
+    assert_eq!(total, 3);
     let (autos, _) = store
         .list_backups(
             &Visible::Only(vec!["proj-a".into()]),
