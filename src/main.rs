@@ -1,5 +1,6 @@
-//! The `backstop` command: `serve` runs the API (and, in later issues, workers and scheduler);
-//! `migrate` applies database migrations and exits.
+//! The `backstop` command: `serve` runs the API, the job workers and the scheduler in one
+//! process (config can switch the workers and the scheduler off); `migrate` applies database
+//! migrations and exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -186,10 +186,12 @@ async fn cancel_job(
     ApiPath(job_id): ApiPath<String>,
 ) -> ApiResult<JobCanceled> {
     let job = visible_job(&state, &principal, &job_id, Privilege::JobCancel).await?;
-    if !state.jobs.registry().is_cancellable(&job.job_type) {
+    let registry = state.jobs.registry();
+    if !registry.is_cancellable(&job.job_type) {
         return Err(Error::Conflict(format!(
-            "jobs of type {} cannot be canceled; backup, copy and verify jobs can",
-            job.job_type
+            "jobs of type {} cannot be canceled; these types can: {}",
+            job.job_type,
+            registry.cancellable_types().join(", ")
         )));
     }
     match state.jobs.cancel(&job).await? {

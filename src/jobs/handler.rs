@@ -112,6 +112,18 @@ impl Registry {
     pub fn is_cancellable(&self, job_type: &str) -> bool {
         self.handlers.get(job_type).is_some_and(|h| h.cancellable())
     }
+
+    /// The job types users may cancel, in name order.
+    pub fn cancellable_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self
+            .handlers
+            .iter()
+            .filter(|(_, h)| h.cancellable())
+            .map(|(t, _)| t.as_str())
+            .collect();
+        types.sort_unstable();
+        types
+    }
 }
 
 /// Signals a running job receives.

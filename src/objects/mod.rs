@@ -1,6 +1,6 @@
 //! Object storage: the one interface through which every byte of a backup is written or read,
 //! with a local-directory and an S3 implementation that pass the same test suite
-//! (`tests/objects.rs`).
+//! (`tests/suite/objects.rs`).
 //!
 //! Every put streams (bounded memory: at most one part per in-flight upload slot) and computes a
 //! CRC32C of the content, which the caller records (the backup manifest). A put given an

@@ -1,4 +1,4 @@
-//! Job rows and idempotency records. Every write to a running job is fenced by
+//! Job rows: enqueue, claim, lease, progress, outcome, cancel. Every write to a running job is fenced by
 //! `(id, lease_owner, attempts)`: a process whose lease was taken over updates zero rows and
 //! learns it must stop, so a job's effects are never written by two processes.
 

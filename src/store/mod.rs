@@ -4,8 +4,9 @@
 //! Both databases run the same SQL text (`$N` placeholders work on both, ids and timestamps are
 //! made in Rust, JSON is TEXT), so each method is written once and `on_pool!` instantiates it
 //! for each driver with full type checking — no `sqlx::Any`. What really differs per database
-//! (connect options, migrations, and later the job claim) lives in `postgres.rs` / `sqlite.rs`.
-//! `tests/store.rs` runs one conformance suite against both.
+//! (connect options, migrations, the job claim, constraint names) lives in `postgres.rs` /
+//! `sqlite.rs`. One conformance suite (`tests/suite/store.rs`, `tests/suite/store_backups.rs`)
+//! runs against both.
 
 /// Runs the same expression against whichever pool the store holds.
 macro_rules! on_pool {

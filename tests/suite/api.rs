@@ -292,36 +292,47 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
     let json_ct = Some("application/json");
     let post = |body: String| raw(&app, Method::POST, "/v2/clusters", json_ct, body);
 
-    let (s, j) = post("{\"clusterName\": ".into()).await;
-    assert_error(s, &j, 400, "not valid JSON");
-    let (s, j) = post(with("/cuSize", json!("two"))).await;
-    assert_error(s, &j, 400, "cuSize");
-    let (s, j) = post(with("/cuSize", json!(0))).await;
-    assert_error(s, &j, 400, "cuSize");
-    let (s, j) = post(with("/plan", json!("Huge"))).await;
-    assert_error(s, &j, 400, "plan");
-    let (s, j) = post(with("/clusterName", json!("x".repeat(65)))).await;
-    assert_error(s, &j, 400, "clusterName");
-    let (s, j) = post(with("/clusterName", json!("has space"))).await;
-    assert_error(s, &j, 400, "clusterName");
-    let (s, j) = post(with("/milvus/uri", json!("localhost:19530"))).await;
-    assert_error(s, &j, 400, "milvus.uri");
-    let (s, j) = post(with("/storage", json!({"type": "s3", "bucket": "b"}))).await;
-    assert_error(s, &j, 400, "storage");
-    let (s, j) = post(with("/storage/path", json!("relative/path"))).await;
-    assert_error(s, &j, 400, "storage.path");
-    let (s, j) = post(with("/regionId", json!("mars"))).await;
-    assert_error(s, &j, 400, "regionId");
-    let (s, j) = post(with("/projectId", json!("proj-nope"))).await;
-    assert_error(s, &j, 404, "proj-nope");
+    // The body of POST /v2/clusters, and the status and field each mistake is told with.
     let mut unknown_field = valid();
     unknown_field["clusterNmae"] = json!("typo");
-    let (s, j) = post(unknown_field.to_string()).await;
-    assert_error(s, &j, 400, "clusterNmae");
     let mut missing = valid();
     missing.as_object_mut().unwrap().remove("regionId");
-    let (s, j) = post(missing.to_string()).await;
-    assert_error(s, &j, 400, "regionId");
+    let bodies: Vec<(String, u16, &str)> = vec![
+        ("{\"clusterName\": ".into(), 400, "not valid JSON"),
+        (with("/cuSize", json!("two")), 400, "cuSize"),
+        (with("/cuSize", json!(0)), 400, "cuSize"),
+        (with("/plan", json!("Huge")), 400, "plan"),
+        (
+            with("/clusterName", json!("x".repeat(65))),
+            400,
+            "clusterName",
+        ),
+        (with("/clusterName", json!("has space")), 400, "clusterName"),
+        (
+            with("/milvus/uri", json!("localhost:19530")),
+            400,
+            "milvus.uri",
+        ),
+        (
+            with("/storage", json!({"type": "s3", "bucket": "b"})),
+            400,
+            "storage",
+        ),
+        (
+            with("/storage/path", json!("relative/path")),
+            400,
+            "storage.path",
+        ),
+        (with("/regionId", json!("mars")), 400, "regionId"),
+        (with("/projectId", json!("proj-nope")), 404, "proj-nope"),
+        (unknown_field.to_string(), 400, "clusterNmae"),
+        (missing.to_string(), 400, "regionId"),
+        (with("/clusterName", json!("x".repeat(5000))), 413, "4096"),
+    ];
+    for (body, expected, mentions) in bodies {
+        let (s, j) = post(body.clone()).await;
+        assert_error(s, &j, expected, mentions);
+    }
     let (s, j) = raw(
         &app,
         Method::POST,
@@ -331,107 +342,92 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
     )
     .await;
     assert_error(s, &j, 400, "Content-Type");
-    let (s, j) = post(with("/clusterName", json!("x".repeat(5000)))).await;
-    assert_error(s, &j, 413, "4096");
 
-    let (s, j) = app
-        .call(
+    // Other routes, as the org OWNER: (method, path, body, status, what the message names).
+    let calls: Vec<(Method, &str, Option<Value>, u16, &str)> = vec![
+        (
             Method::GET,
             "/v2/clusters/in01-0000000000000000",
-            Some(&app.admin_key),
             None,
-        )
-        .await;
-    assert_error(s, &j, 404, "in01-0000000000000000");
-    let (s, j) = app
-        .call(
+            404,
+            "in01-0000000000000000",
+        ),
+        (
             Method::GET,
             "/v2/clusters?pageSize=0",
-            Some(&app.admin_key),
             None,
-        )
-        .await;
-    assert_error(s, &j, 400, "pageSize");
-    let (s, j) = app
-        .call(
+            400,
+            "pageSize",
+        ),
+        (
             Method::GET,
             "/v2/projects?pageSize=abc",
-            Some(&app.admin_key),
             None,
-        )
-        .await;
-    assert_error(s, &j, 400, "pageSize");
-    let (s, j) = app
-        .call(
+            400,
+            "pageSize",
+        ),
+        (
             Method::GET,
             "/v2/projects?currentPage=0",
-            Some(&app.admin_key),
             None,
-        )
-        .await;
-    assert_error(s, &j, 400, "currentPage");
-    let (s, j) = app
-        .call(
+            400,
+            "currentPage",
+        ),
+        (
             Method::POST,
             "/v2/projects",
-            Some(&app.admin_key),
             Some(json!({"projectName": ""})),
-        )
-        .await;
-    assert_error(s, &j, 400, "projectName");
-    let (s, j) = app
-        .call(
+            400,
+            "projectName",
+        ),
+        (
             Method::POST,
             "/v2/projects",
-            Some(&app.admin_key),
             Some(json!({"projectName": "p"})),
-        )
-        .await;
-    assert_error(s, &j, 409, "projectName");
-    let (s, j) = app
-        .call(
+            409,
+            "projectName",
+        ),
+        (
             Method::POST,
             "/v2/roles",
-            Some(&app.admin_key),
             Some(json!({"roleName": "r", "privileges": ["backup.everything"]})),
-        )
-        .await;
-    assert_error(s, &j, 400, "privileges");
-    let (s, j) = app
-        .call(
+            400,
+            "privileges",
+        ),
+        (
             Method::POST,
             "/v2/roles",
-            Some(&app.admin_key),
             Some(json!({"roleName": "ADMIN", "privileges": ["job.read"]})),
-        )
-        .await;
-    assert_error(s, &j, 409, "built-in");
-    let (s, j) = app
-        .call(
+            409,
+            "built-in",
+        ),
+        (
             Method::POST,
             "/v2/apiKeys",
-            Some(&app.admin_key),
             Some(json!({"name": "k", "projectRoles": [{"projectId": project, "role": "GOD"}]})),
-        )
-        .await;
-    assert_error(s, &j, 400, "projectRoles[0].role");
-    let (s, j) = app
-        .call(
+            400,
+            "projectRoles[0].role",
+        ),
+        (
             Method::POST,
             "/v2/apiKeys",
-            Some(&app.admin_key),
             Some(json!({"name": "k", "orgRole": "KING"})),
-        )
-        .await;
-    assert_error(s, &j, 400, "orgRole");
-    let (s, j) = app
-        .call(Method::PUT, "/v2/projects", Some(&app.admin_key), None)
-        .await;
-    assert_error(s, &j, 405, "PUT");
-    let (s, j) = app
-        .call(Method::GET, "/v2/nothing-here", Some(&app.admin_key), None)
-        .await;
-    assert_error(s, &j, 404, "/v2/nothing-here");
+            400,
+            "orgRole",
+        ),
+        (Method::PUT, "/v2/projects", None, 405, "PUT"),
+        (
+            Method::GET,
+            "/v2/nothing-here",
+            None,
+            404,
+            "/v2/nothing-here",
+        ),
+    ];
+    for (method, path, body, expected, mentions) in calls {
+        let (s, j) = app.call(method, path, Some(&app.admin_key), body).await;
+        assert_error(s, &j, expected, mentions);
+    }
 
     // The same name twice in one project is a conflict; in another project it is fine.
     let (s, _) = post(valid().to_string()).await;
