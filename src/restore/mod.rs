@@ -9,7 +9,6 @@
 //! attempt created and starts the destination side again.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,16 +18,17 @@ use crate::backup::checked::{available_backup, copy_objects, read_manifest, veri
 use crate::backup::delete_prefix;
 use crate::backup::manifest::CollectionMeta;
 use crate::backup::manifest::{Manifest, ManifestCollection, ManifestObject};
-use crate::clusters::ClusterStorage;
+use crate::clusters::{self, ClusterStorage};
+use crate::crypto::SecretBox;
 use crate::domain::backups::BackupLayout;
 use crate::domain::restore::{allowed_shards, clamp_shards, RestorePlan, RestoreTarget};
 use crate::domain::restore::{RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
 use crate::jobs::Registry;
-use crate::jobs::{JobContext, JobError, JobHandler, Stop};
+use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{MilvusClient, MilvusError};
-use crate::objects::{self, DynObjectStore, LocalStore, ObjectStore};
+use crate::objects::{self, DynObjectStore};
 use crate::service::Services;
-use crate::store::{Cluster, Progress};
+use crate::store::{Cluster, Job, Progress};
 
 pub struct RestoreHandler {
     pub services: Services,
@@ -51,12 +51,50 @@ pub fn register(registry: Registry, services: &Services) -> Registry {
         )
 }
 
-/// Where binlogs are staged for the destination Milvus to read: a directory under its own
-/// storage (`root`), one per job (`prefix`).
+/// Where binlogs are staged for the destination Milvus to read: inside its own storage (its
+/// local directory, or its bucket under its `rootPath`), under one prefix per job.
 struct Staging {
-    store: Arc<LocalStore>,
-    root: String,
+    /// The destination's binlog storage, keys relative to its root.
+    store: DynObjectStore,
+    /// `backstop-restore/<jobId>/`.
     prefix: String,
+    /// What Import puts before a key of `store`: the absolute directory of local storage
+    /// (`/data/`), or the bucket-relative `rootPath` of S3 storage (`files/`, or nothing).
+    import_base: String,
+}
+
+impl Staging {
+    fn new(dest: &Cluster, secrets: &SecretBox, job_id: &str) -> Result<Staging, JobError> {
+        let import_base = match &dest.storage {
+            ClusterStorage::Local { path } => format!("{}/", path.trim_end_matches('/')),
+            ClusterStorage::S3 { root_path, .. } => match root_path.trim_matches('/') {
+                "" => String::new(),
+                root => format!("{root}/"),
+            },
+        };
+        Ok(Staging {
+            store: clusters::binlog_store(dest, secrets)?,
+            prefix: staging_prefix(job_id),
+            import_base,
+        })
+    }
+
+    /// The directory Import reads for `rest`, a path under this job's prefix.
+    fn import_dir(&self, rest: &str) -> String {
+        format!("{}{}{rest}", self.import_base, self.prefix)
+    }
+
+    /// Removes this job's staging files (Milvus has read them, or never will).
+    async fn remove(&self) {
+        if let Err(e) = delete_prefix(self.store.as_ref(), &self.prefix).await {
+            tracing::warn!(error = %e, prefix = %self.prefix, "staging files not removed");
+        }
+    }
+}
+
+/// One staging prefix per job, so attempts of a job reuse (and remove) the same files.
+fn staging_prefix(job_id: &str) -> String {
+    format!("backstop-restore/{job_id}/")
 }
 
 /// What survives a crash: the destination collections this job created.
@@ -105,6 +143,33 @@ impl JobHandler for RestoreHandler {
         true
     }
 
+    /// Attempts exhausted by crashes (or canceled before it ran): what earlier attempts left in
+    /// the destination goes, collections and staging files alike.
+    async fn abandoned(&self, job: &Job, _why: &Abandoned) {
+        let Ok(plan) = serde_json::from_value::<RestorePlan>(job.payload.clone()) else {
+            return;
+        };
+        let Ok(Some(dest)) = self.services.store.get_cluster(&plan.dest_cluster_id).await else {
+            return;
+        };
+        let saved: SavedState = job
+            .state
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        if let Ok(client) = self.services.milvus(&dest) {
+            for (db, name) in &saved.created {
+                if let Err(e) = client.drop_collection(db, name).await {
+                    tracing::warn!(%db, %name, error = %e, "could not drop a collection of an abandoned restore");
+                }
+            }
+        }
+        match Staging::new(&dest, &self.services.secrets, &job.id) {
+            Ok(stage) => stage.remove().await,
+            Err(e) => tracing::warn!(error = %e, "staging of an abandoned restore not removed"),
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(backup_id = ctx.job().backup_id.as_deref().unwrap_or("")))]
     async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
         let plan: RestorePlan = ctx.payload()?;
@@ -121,19 +186,7 @@ impl JobHandler for RestoreHandler {
                 ))
             })?;
         let client = services.milvus(&dest)?;
-        let stage_root =
-            match &dest.storage {
-                ClusterStorage::Local { path } => path.clone(),
-                ClusterStorage::S3 { .. } => return Err(JobError::Permanent(
-                    "restoring into a cluster that keeps its binlogs in S3 is not supported yet"
-                        .to_owned(),
-                )),
-            };
-        let stage = Staging {
-            store: Arc::new(LocalStore::new(&stage_root)),
-            prefix: format!("backstop-restore/{}/", ctx.job().id),
-            root: stage_root,
-        };
+        let stage = Staging::new(&dest, &services.secrets, &ctx.job().id)?;
 
         // An earlier attempt may have created collections: start the destination side again.
         for (db, name) in &saved.created {
@@ -146,9 +199,7 @@ impl JobHandler for RestoreHandler {
             .restore(&ctx, &plan, &dest, &client, &stage, &mut created)
             .await;
         // The staging copy goes whatever happened (Milvus has read it, or will not).
-        if let Err(e) = delete_prefix(stage.store.as_ref(), &stage.prefix).await {
-            tracing::warn!(error = %e, "staging files not removed");
-        }
+        stage.remove().await;
         let err = match result {
             Ok(()) => return Ok(()),
             Err(err) => err,
@@ -377,11 +428,10 @@ impl Attempt<'_> {
                 (object, key)
             })
             .collect();
-        let stage_dyn: DynObjectStore = self.stage.store.clone();
         copy_objects(
             self.ctx,
             &self.source,
-            &stage_dyn,
+            &self.stage.store,
             staged,
             self.parallelism(),
             self.services.config.test_hooks.restore_stage(),
@@ -411,13 +461,10 @@ impl Attempt<'_> {
                 continue;
             }
             let dir = |kind: &str| {
-                format!(
-                    "{}/{}{kind}/{}/{}/",
-                    stage.root.trim_end_matches('/'),
-                    stage.prefix,
-                    backed_up.collection_id,
-                    partition.partition_id
-                )
+                stage.import_dir(&format!(
+                    "{kind}/{}/{}/",
+                    backed_up.collection_id, partition.partition_id
+                ))
             };
             let tasks = client
                 .import_backup(

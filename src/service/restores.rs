@@ -13,7 +13,7 @@ use super::Services;
 use crate::auth::Principal;
 use crate::domain::access::Privilege;
 use crate::domain::backups::BackupStatus;
-use crate::domain::clusters::{ClusterStorage, DedicatedOnly};
+use crate::domain::clusters::DedicatedOnly;
 use crate::domain::names;
 use crate::domain::restore::{
     RestorePlan, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
@@ -158,12 +158,6 @@ impl Services {
                     backup.region_id, dest.region_id
                 )));
             }
-        }
-        if matches!(dest.storage, ClusterStorage::S3 { .. }) {
-            return Err(Error::Unprocessable(format!(
-                "cluster {dest_cluster_id} keeps its binlogs in S3; restoring into such clusters \
-                 is not supported yet"
-            )));
         }
         Ok((backup, dest))
     }

@@ -15,6 +15,7 @@ mod console;
 mod jobs;
 mod objects;
 mod restores;
+mod restores_s3;
 mod store;
 mod store_backups;
 mod support;

@@ -225,6 +225,22 @@ impl TestApp {
         let data = self.admin(Method::POST, "/v2/clusters", Some(body)).await;
         data["clusterId"].as_str().unwrap().to_owned()
     }
+
+    /// Registers a cluster in `region` with the `milvus` and `storage` objects given.
+    pub async fn register_in(
+        &self,
+        project_id: &str,
+        name: &str,
+        region: &str,
+        (milvus, storage): (Value, Value),
+    ) -> String {
+        let body = serde_json::json!({
+            "clusterName": name, "projectId": project_id, "regionId": region,
+            "plan": "Dedicated", "cuSize": 2, "milvus": milvus, "storage": storage
+        });
+        let data = self.admin(Method::POST, "/v2/clusters", Some(body)).await;
+        data["clusterId"].as_str().unwrap().to_owned()
+    }
 }
 
 impl Drop for TestApp {
@@ -239,6 +255,68 @@ impl Drop for TestApp {
 pub struct SharedMilvus {
     pub uri: String,
     pub storage: String,
+}
+
+/// The run's production-shaped Milvus: binlogs in the shared S3 server's bucket under a root
+/// path, authorization on.
+pub struct S3Milvus {
+    pub uri: String,
+    pub bucket: String,
+    pub root_path: String,
+    /// `user:password` of its root user.
+    pub token: String,
+}
+
+pub fn shared_s3_milvus() -> &'static S3Milvus {
+    static MILVUS: OnceLock<S3Milvus> = OnceLock::new();
+    MILVUS.get_or_init(|| {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: this test needs the S3-backed Milvus with authorization on; {HOW_TO_START}")
+            })
+        };
+        S3Milvus {
+            uri: var("BACKSTOP_TEST_MILVUS_S3_URI"),
+            bucket: var("BACKSTOP_TEST_MILVUS_S3_BUCKET"),
+            root_path: var("BACKSTOP_TEST_MILVUS_S3_ROOT"),
+            token: var("BACKSTOP_TEST_MILVUS_S3_TOKEN"),
+        }
+    })
+}
+
+impl S3Milvus {
+    /// Its storage and credentials as `POST /v2/clusters` takes them.
+    pub fn registration(&self) -> (Value, Value) {
+        let s3 = shared_s3();
+        (
+            serde_json::json!({"uri": self.uri, "token": self.token}),
+            serde_json::json!({"type": "s3", "endpoint": s3.endpoint, "bucket": self.bucket,
+                "rootPath": self.root_path, "accessKeyId": s3.access_key,
+                "secretAccessKey": s3.secret_key}),
+        )
+    }
+
+    /// Objects under `prefix` (relative to its root path) in its bucket.
+    pub async fn keys_under(&self, prefix: &str) -> Vec<String> {
+        let s3 = shared_s3();
+        let store = S3Store::new(&S3Config {
+            endpoint: Some(s3.endpoint.clone()),
+            bucket: self.bucket.clone(),
+            prefix: self.root_path.clone(),
+            region: "us-east-1".to_owned(),
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone().into(),
+            force_path_style: true,
+            part_size_mib: 5,
+            parts_in_flight: 2,
+        });
+        backstop::objects::list_all(&store, prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    }
 }
 
 pub fn shared_milvus() -> &'static SharedMilvus {
@@ -279,13 +357,20 @@ pub async fn seed(uri: &str, args: &[&str]) {
 
 /// `seed`, returning what the script printed.
 pub async fn seed_output(uri: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(milvus_python())
+    seed_as(uri, None, args).await
+}
+
+/// `seed_output` signed in with `token` (a Milvus with authorization on).
+pub async fn seed_as(uri: &str, token: Option<&str>, args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(milvus_python());
+    command
         .arg(repo_root().join("tests/support/milvus_seed.py"))
         .arg(uri)
-        .args(args)
-        .output()
-        .await
-        .expect("run milvus_seed.py");
+        .args(args);
+    if let Some(token) = token {
+        command.env("MILVUS_TOKEN", token);
+    }
+    let output = command.output().await.expect("run milvus_seed.py");
     assert!(
         output.status.success(),
         "milvus_seed.py {args:?} failed: {}{}",

@@ -15,8 +15,10 @@ dump: prints one JSON object: the collection's shard count, partitions, indexes,
 is loaded, and every row (sorted by id; dynamic fields included), loading it to read (with a
 FLAT index when it has none).
 create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
-Prints `ok` on success.
+Prints `ok` on success. With MILVUS_TOKEN set (`user:password`), it signs in (a Milvus with
+authorization on).
 """
+import os
 import sys
 
 from pymilvus import (Collection, CollectionSchema, DataType, FieldSchema, connections, db,
@@ -24,11 +26,12 @@ from pymilvus import (Collection, CollectionSchema, DataType, FieldSchema, conne
 
 
 def connect(uri, db_name, alias="seed"):
-    connections.connect(alias=alias, uri=uri, timeout=60)
+    token = os.environ.get("MILVUS_TOKEN", "")
+    connections.connect(alias=alias, uri=uri, token=token, timeout=60)
     if db_name != "default" and db_name not in db.list_database(using=alias):
         db.create_database(db_name, using=alias)
     connections.disconnect(alias)
-    connections.connect(alias=alias, uri=uri, db_name=db_name, timeout=60)
+    connections.connect(alias=alias, uri=uri, token=token, db_name=db_name, timeout=60)
     return alias
 
 

@@ -1,0 +1,149 @@
+//! Restores in the production shape: a Milvus that keeps its binlogs in S3 (the run's
+//! SeaweedFS) and runs with authorization on, in each of the four storage shapes — backup in a
+//! local or an S3 region, destination Milvus on local or S3 storage.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::support::{
+    s3_region, seed_as, shared_milvus, shared_s3_milvus, unique, wait_for_job, Backend, TestApp,
+};
+
+/// Shard count, partitions, indexes, load state and every row of a collection.
+async fn dump(uri: &str, token: Option<&str>, db: &str, name: &str) -> Value {
+    let text = seed_as(uri, token, &["dump", db, name]).await;
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("dump of {db}.{name}: {e}: {text}"))
+}
+
+async fn backup_of(app: &TestApp, cluster: &str, db: &str, name: &str) -> String {
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+        )
+        .await;
+    let job = wait_for_job(app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    created["backupId"].as_str().unwrap().to_owned()
+}
+
+/// Runs a restore request to its end; returns the (successful) job's id.
+async fn restored(app: &TestApp, path: &str, body: Value) -> String {
+    let started = app.admin(Method::POST, path, Some(body)).await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    let job = wait_for_job(app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    job_id
+}
+
+fn one_collection(dest: &str, db: &str, name: &str, renamed: &str, status: &str) -> Value {
+    json!({"destClusterId": dest, "dbCollections": [{"dbName": db, "collections": [
+        {"collectionName": name, "destCollectionName": renamed, "destCollectionStatus": status}]}]})
+}
+
+/// No file is left under the job's staging prefix of a local Milvus's storage.
+fn no_local_staging(storage: &str, job_id: &str) {
+    let dir = std::path::Path::new(storage).join(format!("backstop-restore/{job_id}"));
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            assert!(path.is_dir(), "staging file left: {}", path.display());
+            stack.push(path);
+        }
+    }
+}
+
+/// Every shape restores the rows exactly (ids, scalars, vectors, dynamic fields), rebuilds the
+/// index, loads as asked, and leaves no staging object in the destination's storage.
+async fn restores_cross_every_storage_shape(backend: Backend) {
+    let local = shared_milvus();
+    let s3 = shared_s3_milvus();
+    let token = Some(s3.token.as_str());
+    let (region, _) = s3_region("eu").await;
+    let app = TestApp::spawn_with(backend, move |c| c.regions.push(region)).await;
+    let project = app.create_project("p").await;
+    let local_milvus = json!({"uri": local.uri});
+    let local_storage = json!({"type": "local", "path": local.storage});
+    // The two Milvus deployments, each registered in the local region and in the S3 one.
+    let local_here = app
+        .register_in(
+            &project,
+            "local-here",
+            "local",
+            (local_milvus.clone(), local_storage.clone()),
+        )
+        .await;
+    let local_eu = app
+        .register_in(&project, "local-eu", "eu", (local_milvus, local_storage))
+        .await;
+    let s3_here = app
+        .register_in(&project, "s3-here", "local", s3.registration())
+        .await;
+    let s3_eu = app
+        .register_in(&project, "s3-eu", "eu", s3.registration())
+        .await;
+
+    let db = unique("db");
+    let on_local = unique("rich");
+    let on_s3 = unique("rich");
+    seed_as(&local.uri, None, &["create-rich", &db, &on_local, "20"]).await;
+    let original_local = dump(&local.uri, None, &db, &on_local).await;
+    seed_as(&s3.uri, token, &["create-rich", &db, &on_s3, "20"]).await;
+    let original_s3 = dump(&s3.uri, token, &db, &on_s3).await;
+    assert_eq!(
+        original_s3["rows"].as_array().unwrap().len(),
+        34,
+        "40 rows, 6 deleted"
+    );
+
+    // 1. Local-region backup of the local Milvus -> the S3-backed Milvus (streamed staging).
+    let backup = backup_of(&app, &local_here, &db, &on_local).await;
+    let renamed = unique("from_local");
+    let job = restored(
+        &app,
+        &format!("/v2/clusters/{local_here}/backups/{backup}/restoreCollection"),
+        one_collection(&s3_here, &db, &on_local, &renamed, "LOADED"),
+    )
+    .await;
+    let copy = dump(&s3.uri, token, &db, &renamed).await;
+    assert_eq!(copy["rows"], original_local["rows"]);
+    assert_eq!(copy["indexes"], original_local["indexes"]);
+    assert_eq!(copy["partitions"], original_local["partitions"]);
+    assert_eq!(copy["loaded"], true);
+    let staged = s3.keys_under(&format!("backstop-restore/{job}/")).await;
+    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+
+    // 2. S3-region backup of the S3-backed Milvus -> itself, renamed (the same endpoint: staged
+    //    by server-side copies).
+    let backup = backup_of(&app, &s3_eu, &db, &on_s3).await;
+    let renamed = unique("from_s3");
+    let job = restored(
+        &app,
+        &format!("/v2/clusters/{s3_eu}/backups/{backup}/restoreCollection"),
+        one_collection(&s3_eu, &db, &on_s3, &renamed, "NOT_LOADED"),
+    )
+    .await;
+    let copy = dump(&s3.uri, token, &db, &renamed).await;
+    assert_eq!(copy["rows"], original_s3["rows"]);
+    assert_eq!(copy["indexes"], original_s3["indexes"]);
+    let staged = s3.keys_under(&format!("backstop-restore/{job}/")).await;
+    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+
+    // 3. The same S3-region backup -> the local Milvus, whole (restoreCluster).
+    let job = restored(
+        &app,
+        &format!("/v2/clusters/{s3_eu}/backups/{backup}/restoreCluster"),
+        json!({"destClusterId": local_eu, "collectionStatus": "RELEASE"}),
+    )
+    .await;
+    let copy = dump(&local.uri, None, &db, &on_s3).await;
+    assert_eq!(copy["rows"], original_s3["rows"]);
+    assert_eq!(copy["loaded"], false);
+    no_local_staging(&local.storage, &job);
+}
+
+on_both_backends!(restores_cross_every_storage_shape);
