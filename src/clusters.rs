@@ -78,27 +78,37 @@ pub fn binlog_store(
     cluster: &Cluster,
     secrets: &SecretBox,
 ) -> Result<DynObjectStore, ClusterAccessError> {
-    match &cluster.storage {
-        ClusterStorage::Local { path } => Ok(Arc::new(LocalStore::new(path))),
-        ClusterStorage::S3 {
-            endpoint,
-            bucket,
-            root_path,
-            region,
-        } => {
+    Ok(match &cluster.storage {
+        ClusterStorage::Local { path } => Arc::new(LocalStore::new(path)),
+        ClusterStorage::S3 { .. } => {
             let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
-            let config = S3Config {
-                endpoint: endpoint.clone(),
-                bucket: bucket.clone(),
-                prefix: root_path.trim_matches('/').to_owned(),
-                region: region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
-                access_key_id: opened.access_key_id.unwrap_or_default(),
-                secret_access_key: SecretString::from(opened.secret_access_key.unwrap_or_default()),
-                force_path_style: true,
-                part_size_mib: 16,
-                parts_in_flight: 4,
-            };
-            Ok(Arc::new(S3Store::new(&config)))
+            Arc::new(s3_binlog_store(&cluster.storage, &opened).expect("S3 storage has a store"))
         }
-    }
+    })
+}
+
+/// The S3 store of S3 `storage` with the keys in `secrets`; `None` for local storage.
+pub fn s3_binlog_store(storage: &ClusterStorage, secrets: &ClusterSecrets) -> Option<S3Store> {
+    let ClusterStorage::S3 {
+        endpoint,
+        bucket,
+        root_path,
+        region,
+    } = storage
+    else {
+        return None;
+    };
+    Some(S3Store::new(&S3Config {
+        endpoint: endpoint.clone(),
+        bucket: bucket.clone(),
+        prefix: root_path.trim_matches('/').to_owned(),
+        region: region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
+        access_key_id: secrets.access_key_id.clone().unwrap_or_default(),
+        secret_access_key: SecretString::from(
+            secrets.secret_access_key.clone().unwrap_or_default(),
+        ),
+        force_path_style: true,
+        part_size_mib: 16,
+        parts_in_flight: 4,
+    }))
 }

@@ -42,6 +42,10 @@ pub struct ClusterView {
     milvus_version: Option<String>,
     connect_address: String,
     storage: ClusterStorage,
+    /// `REACHABLE` when the service can list and read the cluster's binlog storage now, else
+    /// `UNREACHABLE` (describe only; lists do not probe storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_status: Option<&'static str>,
     create_time: DateTime<Utc>,
 }
 
@@ -115,6 +119,7 @@ fn view(probed: Probed) -> ClusterView {
         plan: cluster.plan,
         cu_size: cluster.cu_size,
         storage: cluster.storage,
+        storage_status: None,
         create_time: cluster.created_at,
     }
 }
@@ -157,7 +162,13 @@ async fn describe_cluster(
         .services
         .visible_cluster(&principal, &cluster_id, Privilege::ClusterRead)
         .await?;
-    Ok(ok(view(state.services.probe(cluster).await)))
+    let (probed, storage) = tokio::join!(
+        state.services.probe(cluster.clone()),
+        state.services.storage_reachable(&cluster)
+    );
+    let mut view = view(probed);
+    view.storage_status = Some(if storage { "REACHABLE" } else { "UNREACHABLE" });
+    Ok(ok(view))
 }
 
 /// Remove a cluster from the registry. Its Milvus is not touched; its automatic backups are

@@ -34,6 +34,9 @@ pub enum MilvusError {
     Timeout { uri: String, timeout_ms: u128 },
     #[error("Milvus at {uri} is unreachable: {message}")]
     Unreachable { uri: String, message: String },
+    /// The credentials (`milvus.token`) were refused.
+    #[error("Milvus at {uri} refused the credentials: {reason}")]
+    Unauthenticated { uri: String, reason: String },
     #[error("Milvus refused {operation}: {reason}")]
     Refused {
         operation: &'static str,
@@ -140,6 +143,12 @@ impl MilvusClient {
                 uri: self.uri.clone(),
                 message: status.message().to_owned(),
             },
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                MilvusError::Unauthenticated {
+                    uri: self.uri.clone(),
+                    reason: status.message().to_owned(),
+                }
+            }
             _ => MilvusError::Refused {
                 operation: "request",
                 reason: format!("{}: {}", status.code(), status.message()),

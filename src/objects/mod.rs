@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use checksum::{Checksum, ChecksumReader};
 pub use local::LocalStore;
-pub use s3::S3Store;
+pub use s3::{AccessProblem, S3Store};
 
 pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
 

@@ -48,6 +48,20 @@ impl std::fmt::Debug for S3Store {
     }
 }
 
+/// Why a bucket cannot be used, as far as the S3 server says (no server text is kept: a
+/// registration's error names the field to fix, never echoes what the other side sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessProblem {
+    NoSuchBucket,
+    UnknownAccessKey,
+    BadSignature,
+    Denied,
+    /// Connection refused, DNS, TLS or a timeout.
+    Unreachable,
+    /// Any other refusal, by its S3 error code when it had one.
+    Other(Option<String>),
+}
+
 fn remote(operation: &'static str) -> impl FnOnce(String) -> ObjectError {
     move |message| ObjectError::Remote { operation, message }
 }
@@ -57,6 +71,51 @@ fn sdk_message<E: std::error::Error>(err: E) -> String {
 }
 
 impl S3Store {
+    /// Lists one key under the prefix and reads it back, so the bucket exists and these
+    /// credentials may list and read there.
+    pub async fn check_access(&self) -> Result<(), AccessProblem> {
+        use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+        fn classify<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> AccessProblem {
+            match &err {
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                    return AccessProblem::Unreachable
+                }
+                _ => {}
+            }
+            match err.code() {
+                Some("NoSuchBucket") => AccessProblem::NoSuchBucket,
+                Some("InvalidAccessKeyId") => AccessProblem::UnknownAccessKey,
+                Some("SignatureDoesNotMatch") => AccessProblem::BadSignature,
+                Some("AccessDenied") => AccessProblem::Denied,
+                code => AccessProblem::Other(code.map(str::to_owned)),
+            }
+        }
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(classify)?;
+        if let Some(key) = listed.contents().first().and_then(|o| o.key()) {
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     pub fn new(config: &S3Config) -> S3Store {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(

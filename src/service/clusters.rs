@@ -16,6 +16,7 @@ use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::jobs::Jobs;
 use crate::milvus::{parse_uri, CollectionSummary, MilvusClient, MilvusError};
+use crate::objects::AccessProblem;
 use crate::store::{Cluster, OnConstraint};
 
 /// `POST /v2/clusters`.
@@ -172,6 +173,7 @@ impl Services {
             ),
         };
         secrets.milvus_token = body.milvus.token.filter(|t| !t.is_empty());
+        check_storage(&storage, &secrets).await?;
         let cluster = Cluster {
             id: ids::new_cluster_id(),
             project_id: body.project_id,
@@ -184,6 +186,7 @@ impl Services {
             secrets: secrets.seal(&self.secrets),
             created_at: Utc::now(),
         };
+        self.check_milvus_accepts(&cluster).await?;
         self.store.insert_cluster(&cluster).await.on_constraint(
             "clusters_project_name_key",
             || {
@@ -195,6 +198,47 @@ impl Services {
         )?;
         tracing::info!(cluster_id = %cluster.id, project_id = %cluster.project_id, "cluster registered");
         Ok(cluster)
+    }
+
+    /// A Milvus that answers must accept the registered token (a wrong one is refused now,
+    /// not discovered by a job); one that does not answer is registered all the same and
+    /// shows UNREACHABLE until it does.
+    async fn check_milvus_accepts(&self, cluster: &Cluster) -> Result<(), Error> {
+        let timeout = Duration::from_millis(self.config.milvus.probe_timeout_ms);
+        let client = clusters::milvus_client(cluster, &self.secrets, timeout)?;
+        match client.list_databases().await {
+            Ok(_) => Ok(()),
+            Err(MilvusError::Unauthenticated { .. }) => Err(Error::Unprocessable(format!(
+                "milvus.token: Milvus at {} refused it; give user:password of a Milvus user \
+                 that may read the cluster (or its API key)",
+                cluster.milvus_uri
+            ))),
+            Err(MilvusError::Refused { reason, .. }) if is_auth_refusal(&reason) => {
+                Err(Error::Unprocessable(format!(
+                    "milvus.token: Milvus at {} refused it; give user:password of a Milvus \
+                     user that may read the cluster (or its API key)",
+                    cluster.milvus_uri
+                )))
+            }
+            Err(e) => {
+                tracing::info!(cluster_id = %cluster.id, error = %e, "registering a cluster whose Milvus did not answer");
+                Ok(())
+            }
+        }
+    }
+
+    /// Can the service list and read the cluster's binlog storage now?
+    pub async fn storage_reachable(&self, cluster: &Cluster) -> bool {
+        let secrets = match &cluster.storage {
+            ClusterStorage::Local { .. } => ClusterSecrets::default(),
+            ClusterStorage::S3 { .. } => {
+                match ClusterSecrets::open(&cluster.secrets, &self.secrets) {
+                    Ok(secrets) => secrets,
+                    Err(_) => return false,
+                }
+            }
+        };
+        check_storage(&cluster.storage, &secrets).await.is_ok()
     }
 
     /// Probes the cluster with `GetVersion` under the configured short deadline.
@@ -269,6 +313,81 @@ impl Services {
         }
         tracing::info!(%cluster_id, "cluster deleted");
         Ok(())
+    }
+}
+
+/// Milvus 2.3 answers a bad token inside the response status, in words.
+fn is_auth_refusal(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    [
+        "auth",
+        "credential",
+        "password",
+        "permission denied",
+        "unauthenticated",
+    ]
+    .iter()
+    .any(|word| reason.contains(word))
+}
+
+/// The storage a cluster is registered with must be there and readable by the service: a
+/// wrong path, bucket, key or endpoint is refused naming the field, never a failed job later.
+async fn check_storage(storage: &ClusterStorage, secrets: &ClusterSecrets) -> Result<(), Error> {
+    let refused = |message: String| Err(Error::Unprocessable(message));
+    match storage {
+        ClusterStorage::Local { path } => match tokio::fs::read_dir(path).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => refused(format!(
+                "storage.path '{path}' does not exist where the service runs; give the \
+                 directory Milvus keeps its binlogs in (localStorage.path), mounted for the \
+                 service too"
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused(format!(
+                "storage.path '{path}' is not readable by the service's user; let it read the \
+                 directory"
+            )),
+            Err(_) => refused(format!(
+                "storage.path '{path}' is not a readable directory; give the directory Milvus \
+                 keeps its binlogs in (localStorage.path)"
+            )),
+        },
+        ClusterStorage::S3 {
+            bucket,
+            endpoint,
+            root_path,
+            ..
+        } => {
+            let store = clusters::s3_binlog_store(storage, secrets).expect("S3 storage");
+            let at = endpoint.as_deref().unwrap_or("the default AWS endpoint");
+            match store.check_access().await {
+                Ok(()) => Ok(()),
+                Err(AccessProblem::NoSuchBucket) => refused(format!(
+                    "storage.bucket: bucket '{bucket}' does not exist at {at}; give the bucket \
+                     Milvus keeps its binlogs in (minio.bucketName)"
+                )),
+                Err(AccessProblem::UnknownAccessKey) => refused(format!(
+                    "storage.accessKeyId: {at} does not know this access key; give the key \
+                     Milvus uses (minio.accessKeyID)"
+                )),
+                Err(AccessProblem::BadSignature) => refused(format!(
+                    "storage.secretAccessKey: {at} refused the signature made with it; give the \
+                     secret of the access key (minio.secretAccessKey)"
+                )),
+                Err(AccessProblem::Denied) => refused(format!(
+                    "storage.accessKeyId: these keys may not list and read bucket '{bucket}' \
+                     under rootPath '{root_path}'; give keys that can"
+                )),
+                Err(AccessProblem::Unreachable) => refused(format!(
+                    "storage.endpoint: {at} did not answer (connection refused, DNS or timeout); \
+                     give the S3 endpoint Milvus uses (minio.address and minio.port)"
+                )),
+                Err(AccessProblem::Other(code)) => refused(format!(
+                    "storage: {at} refused to list bucket '{bucket}' ({}); check storage.bucket, \
+                     storage.rootPath and the keys",
+                    code.as_deref().unwrap_or("no error code")
+                )),
+            }
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{s3_region, shared_s3, Backend, TestApp};
+use backstop::config::StorageConfig;
 
 /// A cluster address nothing listens on: describe answers UNREACHABLE at once.
 const DEAD_MILVUS: &str = "http://127.0.0.1:1";
@@ -63,18 +64,18 @@ async fn role_matrix(backend: Backend) {
     ];
     let new_cluster = |name: &str| {
         json!({"clusterName": name, "projectId": f.project, "regionId": "local", "plan": "Dedicated",
-               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp/none"}})
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp"}})
     };
     // One cluster per key that deletes, so each delete has something to delete.
     let mut victims = Vec::new();
     for i in 0..keys.len() {
         victims.push(
-            app.register_cluster(&f.project, &format!("victim{i}"), DEAD_MILVUS, "/tmp/none")
+            app.register_cluster(&f.project, &format!("victim{i}"), DEAD_MILVUS, "/tmp")
                 .await,
         );
     }
     let cluster = app
-        .register_cluster(&f.project, "shared", DEAD_MILVUS, "/tmp/none")
+        .register_cluster(&f.project, "shared", DEAD_MILVUS, "/tmp")
         .await;
 
     let cases: Vec<(Method, String, Option<Value>, Row)> = vec![
@@ -199,7 +200,7 @@ async fn role_matrix(backend: Backend) {
 async fn listings_show_only_visible_projects(backend: Backend) {
     let f = fixture(backend).await;
     let app = &f.app;
-    app.register_cluster(&f.project, "mine", DEAD_MILVUS, "/tmp/none")
+    app.register_cluster(&f.project, "mine", DEAD_MILVUS, "/tmp")
         .await;
     let (_, other_view) = app
         .call(
@@ -282,7 +283,7 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
     let project = app.create_project("p").await;
     let valid = || {
         json!({"clusterName": "c1", "projectId": project, "regionId": "local", "plan": "Dedicated",
-               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/data"}})
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp"}})
     };
     let with = |pointer: &str, value: Value| {
         let mut body = valid();
@@ -474,10 +475,21 @@ async fn rate_limit_answers_429_with_retry_after(backend: Backend) {
 async fn secrets_are_never_returned_or_stored_in_clear(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let project = app.create_project("p").await;
+    // A real bucket (the registration checks it), with the run's S3 keys.
+    let (region, _) = s3_region("unused").await;
+    let StorageConfig::S3(bucket) = region.storage else {
+        unreachable!("s3_region makes S3 storage")
+    };
+    let s3 = shared_s3();
     let body = json!({"clusterName": "s3c", "projectId": project, "regionId": "local", "plan": "Dedicated", "cuSize": 1,
         "milvus": {"uri": DEAD_MILVUS, "token": "root:TopSecretMilvus"},
-        "storage": {"type": "s3", "endpoint": "http://127.0.0.1:1", "bucket": "b", "rootPath": "files",
-                    "accessKeyId": "AKIDCLUSTER", "secretAccessKey": "TopSecretS3"}});
+        "storage": {"type": "s3", "endpoint": s3.endpoint, "bucket": bucket.bucket, "rootPath": "files",
+                    "accessKeyId": s3.access_key, "secretAccessKey": s3.secret_key}});
+    let secrets = [
+        "TopSecretMilvus",
+        s3.secret_key.as_str(),
+        s3.access_key.as_str(),
+    ];
     let id = app.admin(Method::POST, "/v2/clusters", Some(body)).await["clusterId"]
         .as_str()
         .unwrap()
@@ -491,7 +503,7 @@ async fn secrets_are_never_returned_or_stored_in_clear(backend: Backend) {
         .await
         .to_string();
     for text in [&described, &listed] {
-        for secret in ["TopSecretMilvus", "TopSecretS3", "AKIDCLUSTER"] {
+        for secret in secrets {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
     }
@@ -502,7 +514,7 @@ async fn secrets_are_never_returned_or_stored_in_clear(backend: Backend) {
         .unwrap();
     let row = store.get_cluster(&id).await.unwrap().unwrap();
     let storage = serde_json::to_string(&row.storage).unwrap();
-    for secret in ["TopSecretMilvus", "TopSecretS3", "AKIDCLUSTER"] {
+    for secret in secrets {
         assert!(!row.secrets.contains(secret) && !storage.contains(secret));
     }
     // API keys: only the hash is stored.

@@ -4,9 +4,12 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{seed, shared_milvus, unique, Backend, PrivateMilvus, TestApp};
+use crate::support::{
+    seed, shared_milvus, shared_s3, shared_s3_milvus, unique, Backend, PrivateMilvus, TestApp,
+};
 
 async fn registered_cluster_is_running_and_lists_live_collections(backend: Backend) {
     let milvus = shared_milvus();
@@ -67,7 +70,112 @@ async fn registered_cluster_is_running_and_lists_live_collections(backend: Backe
     assert!(entry["collectionId"].as_i64().unwrap() > 0);
 }
 
-on_both_backends!(registered_cluster_is_running_and_lists_live_collections);
+/// Registration checks what it can reach: a storage that is not there or does not accept
+/// the keys, and a Milvus that refuses the token, are each refused naming the field to fix,
+/// and nothing is stored.
+async fn registration_refuses_storage_and_tokens_that_do_not_work(backend: Backend) {
+    let s3_milvus = shared_s3_milvus();
+    let s3 = shared_s3();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let (milvus, storage) = s3_milvus.registration();
+    let register = |milvus: Value, storage: Value| {
+        let app = &app;
+        let body = json!({"clusterName": unique("c").replace('_', "-"), "projectId": project,
+            "regionId": "local", "plan": "Dedicated", "cuSize": 1,
+            "milvus": milvus, "storage": storage});
+        async move {
+            app.call(
+                Method::POST,
+                "/v2/clusters",
+                Some(&app.admin_key),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let with = |pointer: &str, value: Value| {
+        let mut changed = storage.clone();
+        *changed.pointer_mut(pointer).unwrap() = value;
+        changed
+    };
+    let refusals = [
+        (
+            milvus.clone(),
+            with("/bucket", json!("no-such-bucket")),
+            "storage.bucket",
+        ),
+        (
+            milvus.clone(),
+            with("/secretAccessKey", json!("wrong")),
+            "storage.secretAccessKey",
+        ),
+        (
+            milvus.clone(),
+            with("/accessKeyId", json!("AKIDUNKNOWN")),
+            "storage.accessKeyId",
+        ),
+        (
+            milvus.clone(),
+            with("/endpoint", json!("http://127.0.0.1:1")),
+            "storage.endpoint",
+        ),
+        (
+            json!({"uri": s3_milvus.uri, "token": "root:wrong-password"}),
+            storage.clone(),
+            "milvus.token",
+        ),
+        (
+            json!({"uri": s3_milvus.uri}),
+            json!({"type": "local", "path": "/nonexistent/milvus/data"}),
+            "storage.path",
+        ),
+    ];
+    for (milvus, storage, field) in refusals {
+        let (status, body) = register(milvus, storage).await;
+        assert!(status.is_client_error(), "{field}: {status} {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{field}: {message}");
+        assert!(
+            !message.contains(&s3.secret_key),
+            "no secret echoed: {message}"
+        );
+    }
+    let listed = app.admin(Method::GET, "/v2/clusters", None).await;
+    assert_eq!(listed["count"], 0, "nothing stored: {listed}");
+
+    // The right ones register, and the cluster answers with its token.
+    let (status, body) = register(milvus, storage).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["data"]["clusterId"].as_str().unwrap();
+    let described = app
+        .admin(Method::GET, &format!("/v2/clusters/{id}"), None)
+        .await;
+    assert_eq!(described["status"], "RUNNING", "{described}");
+    assert_eq!(described["storageStatus"], "REACHABLE", "{described}");
+
+    // Storage that goes away afterwards shows in describe.
+    let dir = tempfile::tempdir().unwrap();
+    let gone = app
+        .register_cluster(
+            &project,
+            "gone",
+            "http://127.0.0.1:1",
+            dir.path().to_str().unwrap(),
+        )
+        .await;
+    drop(dir);
+    let described = app
+        .admin(Method::GET, &format!("/v2/clusters/{gone}"), None)
+        .await;
+    assert_eq!(described["storageStatus"], "UNREACHABLE", "{described}");
+    assert_eq!(described["status"], "UNREACHABLE", "{described}");
+}
+
+on_both_backends!(
+    registered_cluster_is_running_and_lists_live_collections,
+    registration_refuses_storage_and_tokens_that_do_not_work,
+);
 
 /// Starts a Milvus of its own, registers it, stops it, and expects UNREACHABLE quickly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
