@@ -26,10 +26,10 @@ use super::{delete_prefix, storage_error};
 use crate::clusters;
 use crate::domain::backups::{BackupLayout, BackupStatus, BackupType};
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
-use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, SegmentDescription};
+use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, Rbac, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
 use crate::service::Services;
-use crate::store::{BackedUpCollection, Backup, Cluster, Job, Progress};
+use crate::store::{BackedUpCollection, Backup, Cluster, Held, Job, Progress};
 
 pub struct BackupHandler {
     pub(super) services: Services,
@@ -167,9 +167,10 @@ impl BackupHandler {
                 ))
             })?;
         let client = self.services.milvus(&cluster)?;
-        let plan = self.plan(ctx, &client, backup).await?;
+        let mut plan = self.plan(ctx, &client, backup).await?;
+        let described = std::mem::take(&mut plan.collections);
         let (copied, bytes) = self
-            .copy(ctx, &client, &cluster, storage, layout, plan.collections)
+            .copy(ctx, &client, &cluster, storage, layout, described)
             .await?;
         ctx.checkpoint()?;
         ctx.progress(Progress {
@@ -179,15 +180,7 @@ impl BackupHandler {
             step: Some("writing manifest".to_owned()),
         })
         .await?;
-        self.commit(
-            backup,
-            storage,
-            layout,
-            plan.milvus_version,
-            plan.backup_time,
-            &copied,
-        )
-        .await
+        self.commit(backup, storage, layout, plan, &copied).await
     }
 
     /// Describes the collections the backup covers and flushes them, so that what Milvus has
@@ -228,10 +221,23 @@ impl BackupHandler {
                 ctx.checkpoint()?;
             }
         }
+        // Users, roles and grants come with a whole-cluster backup (names only: passwords
+        // cannot be read). A Milvus without authorization has none to speak of.
+        let rbac = match backup.backup_type {
+            BackupType::Cluster => match client.read_rbac().await {
+                Ok(rbac) => Some(rbac),
+                Err(e) => {
+                    tracing::warn!(error = %e, "users and roles not readable; the backup holds none");
+                    None
+                }
+            },
+            BackupType::Collection => None,
+        };
         Ok(Plan {
             milvus_version,
             backup_time,
             collections,
+            rbac,
         })
     }
 
@@ -292,20 +298,12 @@ impl BackupHandler {
         backup: &Backup,
         storage: &DynObjectStore,
         layout: &BackupLayout,
-        milvus_version: String,
-        backup_time: chrono::DateTime<Utc>,
+        plan: Plan,
         copied: &[CopiedCollection],
     ) -> Result<(), JobError> {
         let services = &self.services;
-        let manifest = write_meta_and_manifest(
-            storage.as_ref(),
-            layout,
-            backup,
-            milvus_version,
-            backup_time,
-            copied,
-        )
-        .await?;
+        let manifest =
+            write_meta_and_manifest(storage.as_ref(), layout, backup, plan, copied).await?;
         let collections: Vec<BackedUpCollection> = manifest
             .collections
             .iter()
@@ -324,8 +322,11 @@ impl BackupHandler {
             .store
             .complete_backup(
                 &backup.id,
-                manifest.size as i64,
-                &collections,
+                &Held {
+                    size: manifest.size as i64,
+                    collections: &collections,
+                    rbac: manifest.rbac.as_ref(),
+                },
                 &services.copy_jobs(backup),
                 Utc::now(),
             )
@@ -351,6 +352,7 @@ struct Plan {
     milvus_version: String,
     backup_time: chrono::DateTime<Utc>,
     collections: Vec<CollectionDescription>,
+    rbac: Option<Rbac>,
 }
 
 async fn step(ctx: &JobContext, percent: i32, name: &str) -> Result<(), Stop> {
@@ -575,8 +577,7 @@ async fn write_meta_and_manifest(
     storage: &dyn objects::ObjectStore,
     layout: &BackupLayout,
     backup: &Backup,
-    milvus_version: String,
-    backup_time: chrono::DateTime<Utc>,
+    plan: Plan,
     copied: &[CopiedCollection],
 ) -> Result<Manifest, JobError> {
     let mut objects_list = Vec::new();
@@ -648,8 +649,9 @@ async fn write_meta_and_manifest(
         cluster_name: backup.cluster_name.clone(),
         region_id: backup.region_id.clone(),
         backup_type: backup.backup_type.as_str().to_owned(),
-        milvus_version,
-        backup_time,
+        milvus_version: plan.milvus_version,
+        backup_time: plan.backup_time,
+        rbac: plan.rbac,
         size: objects_list.iter().map(|o| o.size).sum(),
         collections,
         objects: objects_list,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::milvus::CollectionDescription;
+use crate::milvus::{CollectionDescription, Rbac};
 use crate::objects::Checksum;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -35,6 +35,9 @@ pub struct Manifest {
     pub milvus_version: String,
     /// When the data was flushed: the backup holds what Milvus had persisted then.
     pub backup_time: DateTime<Utc>,
+    /// Users (names only), roles, grants and bindings (CLUSTER backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbac: Option<Rbac>,
     pub collections: Vec<ManifestCollection>,
     /// Every object of the backup but the manifest itself, in key order.
     pub objects: Vec<ManifestObject>,

@@ -27,6 +27,44 @@ pub struct RestorePlan {
     /// in the destination's region).
     pub source_region_id: String,
     pub targets: Vec<RestoreTarget>,
+    /// Recreate the backup's users, roles and grants (restoreCluster, by default).
+    #[serde(default)]
+    pub rbac: bool,
+}
+
+/// What a restore tells its caller: the users it created. Each new password is shown once,
+/// to the first reader of the job, then only the names (`without_passwords`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreResult {
+    pub users: Vec<CreatedUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl RestoreResult {
+    pub fn has_passwords(&self) -> bool {
+        self.users.iter().any(|u| u.password.is_some())
+    }
+
+    pub fn without_passwords(&self) -> RestoreResult {
+        RestoreResult {
+            users: self
+                .users
+                .iter()
+                .map(|u| CreatedUser {
+                    user_name: u.user_name.clone(),
+                    password: None,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Shards a destination of `cu_size` allows: `cu_size × shards_per_cu`, at least 1, at most
@@ -45,6 +83,23 @@ pub fn clamp_shards(backup_shards: i32, allowed: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_loses_its_passwords_once_read() {
+        let result = RestoreResult {
+            users: vec![CreatedUser {
+                user_name: "u".into(),
+                password: Some("p".into()),
+            }],
+        };
+        assert!(result.has_passwords());
+        let read = result.without_passwords();
+        assert!(!read.has_passwords());
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            r#"{"users":[{"userName":"u"}]}"#
+        );
+    }
 
     #[test]
     fn shards_follow_the_destination_size() {

@@ -96,6 +96,10 @@ pub struct BackupDetails {
     db_collections: Vec<DbInBackup>,
     /// Copies in other regions (`crossRegionCopies`), each with its own status.
     copies: Vec<CopyView>,
+    /// Users (names only, never passwords), roles, their grants and members, as the backup
+    /// holds them (CLUSTER backups of a Milvus with authorization on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rbac: Option<crate::milvus::Rbac>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -279,6 +283,7 @@ async fn describe_backup(
         })
         .collect();
     Ok(ok(BackupDetails {
+        rbac: backup.rbac.clone(),
         db_collections: db_collections(&backup),
         backup: BackupView::from(&backup),
         copies,

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use super::{ok, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
 use crate::auth::Principal;
 use crate::domain::access::Privilege;
+use crate::domain::restore::RestoreResult;
 use crate::error::Error;
 use crate::jobs::Registry;
 use crate::store::{Job, JobFilter, JobStatus};
@@ -62,13 +63,18 @@ pub struct JobView {
     reason: Option<String>,
     resource: JobResource,
     /// Whether `POST /v2/jobs/{jobId}/cancel` would accept it now: a cancellable type
-    /// (backup, copy, verify) that is PENDING or IN_PROGRESS.
+    /// (backup, copy, verify, restore) that is PENDING or IN_PROGRESS.
     cancellable: bool,
+    /// What a finished job tells its caller: a cluster restore lists the users it created,
+    /// with their new passwords in the first `GET /v2/jobs/{jobId}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<RestoreResult>,
 }
 
 impl JobView {
-    fn new(j: Job, registry: &Registry) -> JobView {
+    fn new(j: Job, registry: &Registry, result: Option<RestoreResult>) -> JobView {
         JobView {
+            result,
             cancellable: registry.is_cancellable(&j.job_type)
                 && matches!(j.status, JobStatus::Pending | JobStatus::InProgress),
             job_id: j.id,
@@ -155,12 +161,14 @@ async fn list_jobs(
         .store
         .list_jobs(&principal.projects_with(Privilege::JobRead), &filter, page)
         .await?;
+    let mut views = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let result = state.services.job_result(&job, false).await?;
+        views.push(JobView::new(job, state.jobs.registry(), result));
+    }
     Ok(ok(JobList {
         page: PageInfo::new(count, page),
-        jobs: jobs
-            .into_iter()
-            .map(|j| JobView::new(j, state.jobs.registry()))
-            .collect(),
+        jobs: views,
     }))
 }
 
@@ -173,7 +181,8 @@ async fn describe_job(
     ApiPath(job_id): ApiPath<String>,
 ) -> ApiResult<JobView> {
     let job = visible_job(&state, &principal, &job_id, Privilege::JobRead).await?;
-    Ok(ok(JobView::new(job, state.jobs.registry())))
+    let result = state.services.job_result(&job, true).await?;
+    Ok(ok(JobView::new(job, state.jobs.registry(), result)))
 }
 
 /// Cancel a pending or running job. A pending job is CANCELED at once; a running one becomes
@@ -251,7 +260,8 @@ async fn job_events(
                     }
                 };
                 let is_final = job.status.is_final();
-                let view = JobView::new(job, state.jobs.registry());
+                let result = state.services.job_result(&job, false).await.ok().flatten();
+                let view = JobView::new(job, state.jobs.registry(), result);
                 let body = serde_json::json!({ "code": 0, "data": view }).to_string();
                 if last.as_deref() == Some(body.as_str()) {
                     continue;

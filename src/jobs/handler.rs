@@ -248,6 +248,24 @@ impl JobContext {
         }
     }
 
+    /// Saves the job's result, sealed by the handler (fenced); a failure is an error.
+    pub async fn save_result(&self, sealed: &str) -> Result<(), JobError> {
+        match self
+            .store
+            .save_job_result(&self.lease, sealed, Utc::now())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.signals.lease_lost.cancel();
+                Err(Stop::LeaseLost.into())
+            }
+            Err(e) => Err(JobError::Retryable(format!(
+                "could not save the job's result: {e}"
+            ))),
+        }
+    }
+
     /// Saves resumable state (fenced); unlike progress, a failure to save is an error.
     pub async fn save_state<T: serde::Serialize>(&self, state: &T) -> Result<(), JobError> {
         let value = serde_json::to_value(state)

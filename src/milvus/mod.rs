@@ -6,6 +6,7 @@
 //! Newer Milvus versions can be handled here without touching the callers.
 
 mod catalog;
+mod rbac;
 mod restore_calls;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use catalog::{
     is_excluded_property, CollectionDescription, FieldDescription, IndexDescription,
     PartitionDescription, SegmentDescription,
 };
+pub use rbac::{Grant, Rbac, RoleRecord, BUILTIN_ROLES, BUILTIN_USERS};
 pub use restore_calls::schema_for;
 
 #[derive(Debug, thiserror::Error)]

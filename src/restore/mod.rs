@@ -21,11 +21,13 @@ use crate::backup::manifest::{Manifest, ManifestCollection, ManifestObject};
 use crate::clusters::{self, ClusterStorage};
 use crate::crypto::SecretBox;
 use crate::domain::backups::BackupLayout;
-use crate::domain::restore::{allowed_shards, clamp_shards, RestorePlan, RestoreTarget};
+use crate::domain::restore::{
+    allowed_shards, clamp_shards, CreatedUser, RestorePlan, RestoreResult, RestoreTarget,
+};
 use crate::domain::restore::{RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
 use crate::jobs::Registry;
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
-use crate::milvus::{MilvusClient, MilvusError};
+use crate::milvus::{MilvusClient, MilvusError, Rbac, BUILTIN_ROLES, BUILTIN_USERS};
 use crate::objects::{self, DynObjectStore};
 use crate::service::Services;
 use crate::store::{Cluster, Job, Progress};
@@ -278,10 +280,122 @@ impl RestoreHandler {
             .await?;
             attempt.import(entry, meta).await?;
         }
+        if plan.rbac {
+            if let Some(rbac) = &attempt.manifest.rbac {
+                step(ctx, 97, "restoring users, roles and grants".to_owned()).await?;
+                self.restore_rbac(ctx, client, rbac).await?;
+            }
+        }
         step(ctx, 99, "removing staging files".to_owned()).await?;
         tracing::info!(collections = entries.len(), "restore finished");
         Ok(())
     }
+
+    /// Creates the backup's roles, grants, users and bindings that the destination lacks.
+    /// Built-in users and roles are not recreated; existing users keep their passwords;
+    /// missing users get a new random password each, saved (sealed) in the job's result
+    /// before any user is made, so an attempt after a crash makes them with the same ones.
+    async fn restore_rbac(
+        &self,
+        ctx: &JobContext,
+        client: &MilvusClient,
+        rbac: &Rbac,
+    ) -> Result<(), JobError> {
+        let secrets = &self.services.secrets;
+        let existing = client
+            .read_rbac()
+            .await
+            .map_err(|e| milvus("reading the destination's users and roles", e))?;
+        let earlier: RestoreResult = ctx
+            .job()
+            .result
+            .as_deref()
+            .and_then(|sealed| secrets.open(sealed).ok())
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default();
+        let mut result = RestoreResult::default();
+        for user in &rbac.users {
+            if BUILTIN_USERS.contains(&user.as_str()) {
+                continue;
+            }
+            let from_earlier = earlier
+                .users
+                .iter()
+                .find(|u| &u.user_name == user)
+                .and_then(|u| u.password.clone());
+            if existing.users.contains(user) && from_earlier.is_none() {
+                continue; // it was there before this restore: it keeps its password
+            }
+            result.users.push(CreatedUser {
+                user_name: user.clone(),
+                password: Some(from_earlier.unwrap_or_else(new_password)),
+            });
+        }
+        if !result.users.is_empty() {
+            let plain = serde_json::to_vec(&result).expect("result serializes");
+            ctx.save_result(&secrets.seal(&plain)).await?;
+        }
+        for role in &rbac.roles {
+            let known = existing.roles.iter().find(|r| r.name == role.name);
+            if known.is_none() && !BUILTIN_ROLES.contains(&role.name.as_str()) {
+                client
+                    .create_role(&role.name)
+                    .await
+                    .map_err(|e| milvus(&format!("creating role {}", role.name), e))?;
+            }
+            for grant in &role.grants {
+                if known.is_some_and(|r| r.grants.contains(grant)) {
+                    continue;
+                }
+                client
+                    .ensure_database(&grant.db_name)
+                    .await
+                    .map_err(|e| milvus(&format!("creating database {}", grant.db_name), e))?;
+                client.grant(&role.name, grant).await.map_err(|e| {
+                    milvus(
+                        &format!("granting {} to role {}", grant.privilege, role.name),
+                        e,
+                    )
+                })?;
+            }
+        }
+        for user in &result.users {
+            if existing.users.contains(&user.user_name) {
+                continue; // made by an earlier attempt, with this password
+            }
+            let password = user.password.as_deref().expect("new users have a password");
+            client
+                .create_user(&user.user_name, password)
+                .await
+                .map_err(|e| milvus(&format!("creating user {}", user.user_name), e))?;
+        }
+        for role in &rbac.roles {
+            let known = existing.roles.iter().find(|r| r.name == role.name);
+            for user in &role.users {
+                if BUILTIN_USERS.contains(&user.as_str())
+                    || known.is_some_and(|r| r.users.contains(user))
+                {
+                    continue;
+                }
+                client
+                    .add_user_to_role(user, &role.name)
+                    .await
+                    .map_err(|e| milvus(&format!("adding user {user} to role {}", role.name), e))?;
+            }
+        }
+        tracing::info!(
+            roles = rbac.roles.len(),
+            users_created = result.users.len(),
+            "users, roles and grants restored"
+        );
+        Ok(())
+    }
+}
+
+/// A new user's password: 24 random letters and digits.
+fn new_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
 impl Attempt<'_> {

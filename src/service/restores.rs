@@ -16,7 +16,7 @@ use crate::domain::backups::BackupStatus;
 use crate::domain::clusters::DedicatedOnly;
 use crate::domain::names;
 use crate::domain::restore::{
-    RestorePlan, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
+    RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
 };
 use crate::error::Error;
 use crate::store::{BackedUpCollection, Backup, Cluster};
@@ -69,6 +69,47 @@ pub enum ClusterCollectionStatus {
 pub struct RestoreCluster {
     pub dest_cluster_id: String,
     pub collection_status: Option<ClusterCollectionStatus>,
+    /// Recreate the backup's users, roles and grants (default true). Missing users get a new
+    /// password each, shown once in the job's `result`; existing users keep theirs.
+    pub restore_rbac: Option<bool>,
+}
+
+impl Services {
+    /// A job's result as its caller may see it. `first_read` (describing the job) shows a
+    /// restore's new passwords once, to whoever reads first, and removes them from the
+    /// store; every other view (lists, event streams) shows the user names only.
+    pub async fn job_result(
+        &self,
+        job: &crate::store::Job,
+        first_read: bool,
+    ) -> Result<Option<RestoreResult>, Error> {
+        let Some(sealed) = &job.result else {
+            return Ok(None);
+        };
+        let result: RestoreResult =
+            serde_json::from_slice(&self.secrets.open(sealed).map_err(Error::internal)?)
+                .map_err(Error::internal)?;
+        if !result.has_passwords() {
+            return Ok(Some(result));
+        }
+        let read = result.without_passwords();
+        if !first_read {
+            return Ok(Some(read));
+        }
+        let resealed = self
+            .secrets
+            .seal(&serde_json::to_vec(&read).expect("result serializes"));
+        // Only the reader that removed them sees the passwords.
+        if self
+            .store
+            .replace_job_result(&job.id, sealed, &resealed)
+            .await?
+        {
+            Ok(Some(result))
+        } else {
+            Ok(Some(read))
+        }
+    }
 }
 
 /// A restore job started into `dest`.
@@ -99,7 +140,7 @@ impl Services {
         } else {
             chosen_targets(&backup, &body.db_collections)?
         };
-        self.start_restore(&backup, dest, RESTORE_COLLECTION_JOB, targets)
+        self.start_restore(&backup, dest, RESTORE_COLLECTION_JOB, targets, false)
             .await
     }
 
@@ -121,7 +162,8 @@ impl Services {
             .iter()
             .map(|c| target(c, &c.db_name, &c.collection_name, keep && c.loaded))
             .collect();
-        self.start_restore(&backup, dest, RESTORE_CLUSTER_JOB, targets)
+        let rbac = body.restore_rbac.unwrap_or(true);
+        self.start_restore(&backup, dest, RESTORE_CLUSTER_JOB, targets, rbac)
             .await
     }
 
@@ -170,12 +212,14 @@ impl Services {
         dest: Cluster,
         job_type: &str,
         targets: Vec<RestoreTarget>,
+        rbac: bool,
     ) -> Result<RestoreStarted, Error> {
         self.check_destinations_free(&dest, &targets).await?;
         let plan = RestorePlan {
             dest_cluster_id: dest.id.clone(),
             source_region_id: dest.region_id.clone(),
             targets,
+            rbac,
         };
         let mut job = self
             .new_job(

@@ -11,6 +11,7 @@ use super::{
 use crate::domain::backups::{
     BackupStatus, BackupType, CopyRequest, CreationMethod, DbCollections,
 };
+use crate::milvus::Rbac;
 
 /// Per collection, what an AVAILABLE backup holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -54,6 +55,8 @@ pub struct Backup {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Regions to copy to once AVAILABLE.
     pub copy_regions: Vec<CopyRequest>,
+    /// Users, roles and grants the backup holds (CLUSTER backups of a Milvus that has them).
+    pub rbac: Option<Rbac>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -79,10 +82,11 @@ struct BackupRow {
     finished_at: Option<DateTime<Utc>>,
     deleted_at: Option<DateTime<Utc>>,
     copy_regions: String,
+    rbac: Option<String>,
 }
 
 pub(super) const BACKUP_COLUMNS: &str = "id, project_id, cluster_id, cluster_name, region_id, name, seq, backup_type, \
-    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, deleted_at, copy_regions";
+    creation_method, status, selection, collections, size, job_id, reason, expire_at, created_at, updated_at, finished_at, deleted_at, copy_regions, rbac";
 
 impl TryFrom<BackupRow> for Backup {
     type Error = StoreError;
@@ -114,6 +118,11 @@ impl TryFrom<BackupRow> for Backup {
             finished_at: r.finished_at,
             deleted_at: r.deleted_at,
             copy_regions: from_json("backups.copy_regions", &r.copy_regions)?,
+            rbac: r
+                .rbac
+                .as_deref()
+                .map(|text| from_json("backups.rbac", text))
+                .transpose()?,
         })
     }
 }
@@ -160,6 +169,14 @@ impl TryFrom<CopyRow> for BackupCopy {
             created_at: r.created_at,
         })
     }
+}
+
+/// What an AVAILABLE backup holds, recorded when it completes.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub size: i64,
+    pub collections: &'a [BackedUpCollection],
+    pub rbac: Option<&'a Rbac>,
 }
 
 /// A backup to record; `id` and `name` are made from the sequence number the store picks.
@@ -250,7 +267,7 @@ impl Store {
                                     AND creation_method = 'AUTO' AND status = 'CREATING'";
         let insert = format!(
             "INSERT INTO backups ({BACKUP_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL, NULL, $14) \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'CREATING', $10, NULL, 0, $11, NULL, $12, $13, $13, NULL, NULL, $14, NULL) \
              RETURNING {BACKUP_COLUMNS}"
         );
         let selection = serde_json::to_string(&backup.selection).expect("selection serializes");
@@ -378,13 +395,17 @@ impl Store {
     pub async fn complete_backup(
         &self,
         id: &str,
-        size: i64,
-        collections: &[BackedUpCollection],
+        held: &Held<'_>,
         copies: &[(CopyRequest, NewJob)],
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         const SQL: &str = "UPDATE backups SET status = 'AVAILABLE', size = $2, collections = $3, \
-                           reason = NULL, finished_at = $4, updated_at = $4 WHERE id = $1 AND status = 'CREATING'";
+                           rbac = $5, reason = NULL, finished_at = $4, updated_at = $4 \
+                           WHERE id = $1 AND status = 'CREATING'";
+        let (size, collections) = (held.size, held.collections);
+        let rbac = held
+            .rbac
+            .map(|r| serde_json::to_string(r).expect("rbac serializes"));
         const COPY: &str = "INSERT INTO backup_copies (backup_id, region_id, status, size, job_id, reason, expire_at, created_at, updated_at) \
                             VALUES ($1, $2, 'CREATING', 0, $3, NULL, $4, $5, $5)";
         let text = serde_json::to_string(collections).expect("collections serialize");
@@ -396,6 +417,7 @@ impl Store {
                 .bind(size)
                 .bind(&text)
                 .bind(now)
+                .bind(&rbac)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -76,6 +76,9 @@ pub struct Job {
     pub current_step: Option<String>,
     pub reason: Option<String>,
     pub dedupe_key: Option<String>,
+    /// What the job tells its caller when done, sealed with the service's key (a restore's
+    /// new passwords); opened by the service, never by the store.
+    pub result: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -103,6 +106,7 @@ pub(super) struct JobRow {
     current_step: Option<String>,
     reason: Option<String>,
     dedupe_key: Option<String>,
+    result: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -111,7 +115,7 @@ pub(super) struct JobRow {
 
 pub(super) const JOB_COLUMNS: &str = "id, project_id, job_type, status, cluster_id, backup_id, payload, state, attempts, max_attempts, \
     run_after, lease_owner, lease_expires_at, progress, bytes_done, bytes_total, current_step, reason, dedupe_key, \
-    created_at, updated_at, started_at, finished_at";
+    result, created_at, updated_at, started_at, finished_at";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -139,6 +143,7 @@ impl TryFrom<JobRow> for Job {
             current_step: r.current_step,
             reason: r.reason,
             dedupe_key: r.dedupe_key,
+            result: r.result,
             created_at: r.created_at,
             updated_at: r.updated_at,
             started_at: r.started_at,
@@ -442,6 +447,41 @@ impl Store {
             .bind(lease.attempt)
             .bind(&text)
             .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Saves the job's result (sealed by the caller); false when the lease is no longer ours.
+    pub async fn save_job_result(
+        &self,
+        lease: &Lease,
+        sealed: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE jobs SET result = $4, updated_at = $5 \
+                           WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status IN ('IN_PROGRESS', 'CANCELING')";
+        let done = on_pool!(&self.pool, p => sqlx::query(SQL)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
+            .bind(sealed)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Replaces a job's result `old` with `new` (a result read once loses its secrets); false
+    /// when another reader replaced it first.
+    pub async fn replace_job_result(&self, id: &str, old: &str, new: &str) -> StoreResult<bool> {
+        const SQL: &str = "UPDATE jobs SET result = $3 WHERE id = $1 AND result = $2";
+        let done = on_pool!(&self.pool, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(old)
+            .bind(new)
             .execute(p)
             .await?
             .rows_affected());

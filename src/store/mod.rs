@@ -28,7 +28,7 @@ mod records;
 mod sqlite;
 
 pub use backups::{
-    BackedUpCollection, Backup, BackupCopy, BackupFilter, CreateBackupError, NewBackup,
+    BackedUpCollection, Backup, BackupCopy, BackupFilter, CreateBackupError, Held, NewBackup,
 };
 use chrono::{DateTime, Utc};
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};

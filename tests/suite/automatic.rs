@@ -327,7 +327,16 @@ async fn expired_copies_are_swept(backend: Backend) {
         backstop::store::NewJob::due_now(&project, "COPY_BACKUP", json!({"regionId": "eu"}), 5);
     job.backup_id = Some(backup_id.to_owned());
     assert!(store
-        .complete_backup(backup_id, 10, &[], &[(copy, job)], Utc::now())
+        .complete_backup(
+            backup_id,
+            &backstop::store::Held {
+                size: 10,
+                collections: &[],
+                rbac: None
+            },
+            &[(copy, job)],
+            Utc::now()
+        )
         .await
         .unwrap());
     let available = backstop::domain::backups::BackupStatus::Available;
@@ -383,7 +392,16 @@ async fn usage_bills_started_days_with_a_minimum_of_one(backend: Backend) {
     // and deleted 44 days 6 hours later.
     let store = Store::connect(&app.db.url, 1).await.unwrap();
     assert!(store
-        .complete_backup(backup_id, 2_000_000_000, &[], &[], Utc::now())
+        .complete_backup(
+            backup_id,
+            &backstop::store::Held {
+                size: 2_000_000_000,
+                collections: &[],
+                rbac: None
+            },
+            &[],
+            Utc::now()
+        )
         .await
         .unwrap());
     let created_at = Utc::now() - Duration::days(50);

@@ -228,7 +228,16 @@ async fn jobs_committed_with_their_rows_wake_idle_workers(backend: Backend) {
     );
     let copy_id = copy.1.id.clone();
     assert!(store
-        .complete_backup(&backup.id, 0, &[], &[copy], Utc::now())
+        .complete_backup(
+            &backup.id,
+            &backstop::store::Held {
+                size: 0,
+                collections: &[],
+                rbac: None
+            },
+            &[copy],
+            Utc::now()
+        )
         .await
         .unwrap());
     wait_for_job(&store, &copy_id, "SUCCESSFUL", |j| {

@@ -14,6 +14,7 @@ mod clusters;
 mod console;
 mod jobs;
 mod objects;
+mod rbac;
 mod restores;
 mod restores_s3;
 mod store;

@@ -140,12 +140,30 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
     let copy_job = job("COPY_BACKUP").for_backup(&first);
     let copy = (first.copy_regions[0].clone(), copy_job.clone());
     assert!(store
-        .complete_backup(&first.id, 100, &collections, &[copy], at(5))
+        .complete_backup(
+            &first.id,
+            &backstop::store::Held {
+                size: 100,
+                collections: &collections,
+                rbac: None
+            },
+            &[copy],
+            at(5)
+        )
         .await
         .unwrap());
     assert!(
         !store
-            .complete_backup(&first.id, 100, &collections, &[], at(5))
+            .complete_backup(
+                &first.id,
+                &backstop::store::Held {
+                    size: 100,
+                    collections: &collections,
+                    rbac: None
+                },
+                &[],
+                at(5)
+            )
             .await
             .unwrap(),
         "only a CREATING backup completes"
@@ -783,7 +801,16 @@ async fn every_unique_constraint_is_named_alike(backend: Backend) {
     let copy_job = job("COPY_BACKUP").for_backup(&backup);
     let copy = (backup.copy_regions[0].clone(), copy_job);
     assert!(store
-        .complete_backup(&backup.id, 0, &[], std::slice::from_ref(&copy), at(3))
+        .complete_backup(
+            &backup.id,
+            &backstop::store::Held {
+                size: 0,
+                collections: &[],
+                rbac: None
+            },
+            std::slice::from_ref(&copy),
+            at(3)
+        )
         .await
         .unwrap());
     const COPY_COPY: &str = "INSERT INTO backup_copies (backup_id, region_id, status, size, job_id, reason, expire_at, created_at, updated_at) \

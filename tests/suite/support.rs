@@ -395,6 +395,11 @@ pub struct PrivateMilvus {
 
 impl PrivateMilvus {
     pub async fn start() -> PrivateMilvus {
+        Self::start_with(&[]).await
+    }
+
+    /// A private Milvus started with extra `milvus-server` flags (e.g. authorization on).
+    pub async fn start_with(flags: &[&str]) -> PrivateMilvus {
         let turn = tokio::task::spawn_blocking(|| {
             let path = std::env::temp_dir().join("backstop-private-milvus.lock");
             let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
@@ -414,6 +419,7 @@ impl PrivateMilvus {
         let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
             .arg("start")
             .arg(dir.path())
+            .args(flags)
             .output()
             .await
             .expect("run scripts/milvus-instance");
@@ -443,7 +449,11 @@ impl PrivateMilvus {
         )
         .unwrap();
         let started = std::time::Instant::now();
-        while let Err(e) = client.version().await {
+        // A Milvus with authorization on answers without credentials by refusing them.
+        while let Err(e) = client.version().await.or_else(|e| match e {
+            backstop::milvus::MilvusError::Unauthenticated { .. } => Ok(String::new()),
+            e => Err(e),
+        }) {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(90),
                 "private Milvus at {} not serving after 90 s: {e}",

@@ -5,6 +5,9 @@
     milvus_seed.py URI drop-collection DB NAME
     milvus_seed.py URI create-many DB PREFIX COUNT
     milvus_seed.py URI dump DB NAME
+    milvus_seed.py URI create-rbac USER PASSWORD ROLE DB COLLECTION
+    milvus_seed.py URI rbac
+    milvus_seed.py URI can-login USER PASSWORD
 
 create-collection: creates database DB when missing, then collection NAME (int64 pk, float
 vector dim 8, dynamic field on) and inserts ROWS rows (default 0).
@@ -15,9 +18,13 @@ dump: prints one JSON object: the collection's shard count, partitions, indexes,
 is loaded, and every row (sorted by id; dynamic fields included), loading it to read (with a
 FLAT index when it has none).
 create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
+create-rbac: user USER with PASSWORD, role ROLE granted Search on DB.COLLECTION, USER in ROLE.
+rbac: prints users and roles (with members and grants) as JSON.
+can-login: exits 0 when USER / PASSWORD sign in, 1 when refused.
 Prints `ok` on success. With MILVUS_TOKEN set (`user:password`), it signs in (a Milvus with
 authorization on).
 """
+import json
 import os
 import sys
 
@@ -124,6 +131,44 @@ def drop_collection(uri, db_name, name):
     print("ok")
 
 
+def create_rbac(uri, user, password, role_name, db_name, collection):
+    from pymilvus import Role
+    alias = connect(uri, db_name)
+    utility.create_user(user, password, using=alias)
+    role = Role(role_name, using=alias)
+    role.create()
+    role.grant("Collection", collection, "Search")
+    role.add_user(user)
+    print("ok")
+
+
+def rbac(uri):
+    from pymilvus import Role
+    alias = connect(uri, "default")
+    users = sorted(utility.list_usernames(using=alias))
+    roles = {}
+    for item in utility.list_roles(include_user_info=True, using=alias).groups:
+        grants = []
+        for name in db.list_database(using=alias):
+            connections.disconnect(alias)
+            connections.connect(alias=alias, uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), db_name=name)
+            for g in Role(item.role_name, using=alias).list_grants(db_name=name).groups:
+                grants.append([g.object, g.object_name, g.privilege, g.db_name])
+        roles[item.role_name] = {"users": sorted(item.users), "grants": sorted(grants)}
+    print(json.dumps({"users": users, "roles": roles}, sort_keys=True))
+
+
+def can_login(uri, user, password):
+    try:
+        # Signing in is all that is checked: a new user may hold no privilege to list anything.
+        connections.connect(alias="login", uri=uri, token=f"{user}:{password}", timeout=20)
+        utility.get_server_version(using="login")
+    except Exception as e:  # refused: wrong password or unknown user
+        print(f"refused: {e}")
+        raise SystemExit(1)
+    print("ok")
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -138,6 +183,12 @@ def main(argv):
         dump(uri, args[0], args[1])
     elif command == "drop-collection":
         drop_collection(uri, args[0], args[1])
+    elif command == "create-rbac":
+        create_rbac(uri, *args[:5])
+    elif command == "rbac":
+        rbac(uri)
+    elif command == "can-login":
+        can_login(uri, args[0], args[1])
     else:
         raise SystemExit(f"unknown command {command}\n{__doc__}")
 

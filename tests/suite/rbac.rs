@@ -1,0 +1,184 @@
+//! Users, roles and grants in CLUSTER backups of an authorization-enabled Milvus, restored by
+//! restoreCluster into a second one: missing users get new passwords, shown once.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{
+    seed_as, shared_s3_milvus, unique, wait_for_job, Backend, PrivateMilvus, TestApp,
+};
+
+const ROOT: &str = "root:Milvus";
+
+async fn rbac_of(uri: &str) -> Value {
+    let text = seed_as(uri, Some(ROOT), &["rbac"]).await;
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("rbac: {e}: {text}"))
+}
+
+async fn can_login(uri: &str, user: &str, password: &str) -> bool {
+    let output = tokio::process::Command::new(crate::support::milvus_python())
+        .arg(crate::support::repo_root().join("tests/support/milvus_seed.py"))
+        .args([uri, "can-login", user, password])
+        .output()
+        .await
+        .unwrap();
+    output.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_restore_brings_users_roles_and_grants() {
+    let source = shared_s3_milvus();
+    let dest = PrivateMilvus::start_with(&["--authorization-enabled", "true"]).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let collection = unique("c");
+    let user = unique("u");
+    let role = unique("r");
+    let old_password = "OldPassword123";
+    seed_as(
+        &source.uri,
+        Some(ROOT),
+        &["create-collection", &db, &collection, "10"],
+    )
+    .await;
+    seed_as(
+        &source.uri,
+        Some(ROOT),
+        &["create-rbac", &user, old_password, &role, &db, &collection],
+    )
+    .await;
+    let cluster = app
+        .register_in(&project, "source", "local", source.registration())
+        .await;
+    let dest_cluster = app
+        .register_in(
+            &project,
+            "dest",
+            "local",
+            (
+                json!({"uri": dest.uri, "token": ROOT}),
+                json!({"type": "local", "path": dest.storage}),
+            ),
+        )
+        .await;
+
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "CLUSTER"})),
+        )
+        .await;
+    let backup = created["backupId"].as_str().unwrap().to_owned();
+    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let details = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup}"),
+            None,
+        )
+        .await;
+    let recorded = &details["rbac"];
+    assert!(
+        recorded["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == &json!(user)),
+        "{recorded}"
+    );
+    let recorded_role = recorded["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == json!(role))
+        .unwrap_or_else(|| panic!("role {role} recorded: {recorded}"));
+    assert_eq!(recorded_role["users"], json!([user]));
+    assert_eq!(
+        recorded_role["grants"],
+        json!([{"objectType": "Collection", "objectName": collection, "privilege": "Search", "dbName": db}])
+    );
+    assert!(
+        !details.to_string().contains(old_password),
+        "no password in a backup"
+    );
+
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCluster"),
+            Some(json!({"destClusterId": dest_cluster, "collectionStatus": "RELEASE"})),
+        )
+        .await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    // The job center lists it without passwords while it runs and after.
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let users = job["result"]["users"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ours = users
+        .iter()
+        .find(|u| u["userName"] == json!(user))
+        .unwrap_or_else(|| panic!("{user} created: {job}"));
+    let password = ours["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the first read shows the password: {job}"))
+        .to_owned();
+    // Shown once: the next read, the list and the event stream have names only.
+    let again = app
+        .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
+        .await;
+    assert!(again["result"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["userName"] == json!(user)));
+    assert!(!again.to_string().contains(&password), "{again}");
+    let listed = app.admin(Method::GET, "/v2/jobs?pageSize=100", None).await;
+    assert!(!listed.to_string().contains(&password));
+    // At rest the result is sealed.
+    let store = backstop::store::Store::connect(&app.db.url, 1)
+        .await
+        .unwrap();
+    let row = store.get_job(&job_id).await.unwrap().unwrap();
+    assert!(!row.result.unwrap_or_default().contains(&password));
+
+    assert!(
+        can_login(&dest.uri, &user, &password).await,
+        "the new password works"
+    );
+    assert!(
+        !can_login(&dest.uri, &user, old_password).await,
+        "the old one does not"
+    );
+    let restored = rbac_of(&dest.uri).await;
+    assert!(
+        restored["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == &json!(user)),
+        "{restored}"
+    );
+    let restored_role = &restored["roles"][&role];
+    assert_eq!(restored_role["users"], json!([user]), "{restored}");
+    assert_eq!(
+        restored_role["grants"],
+        json!([["Collection", collection, "Search", db]]),
+        "{restored}"
+    );
+    // The collection came too.
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{dest_cluster}/collections"),
+            None,
+        )
+        .await;
+    assert!(listed.to_string().contains(&collection), "{listed}");
+    drop(dest);
+}
