@@ -425,10 +425,18 @@ step('deletes the backup after typing its name', async () => {
   await form.getByLabel(`Type ${state.backupName} to confirm`).fill(state.backupName);
   await form.getByRole('button', { name: 'Delete backup' }).click();
   await page.getByRole('heading', { name: 'Backups' }).waitFor();
-  // DELETING until its objects are gone, then no longer listed.
+  // DELETING until its objects are gone, then no longer listed (by the API, then the page:
+  // the list may not have rendered yet when the page is first read, so ask the API first).
+  const listed = async () => (await apiCall('GET', `/v2/backups?clusterId=${state.clusterId}`))
+    .backups.some((b) => b.backupName === state.backupName);
+  const deadline = Date.now() + JOB_TIMEOUT;
+  while (await listed()) {
+    assert.ok(Date.now() < deadline, `backup ${state.backupName} still listed after ${JOB_TIMEOUT} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  await page.reload();
+  await page.getByRole('heading', { name: 'Backups' }).waitFor();
   await page.getByRole('link', { name: state.backupName }).waitFor({ state: 'detached', timeout: JOB_TIMEOUT });
-  const backups = await apiCall('GET', `/v2/backups?clusterId=${state.clusterId}`);
-  assert.ok(!backups.backups.some((b) => b.backupName === state.backupName && b.status !== 'DELETED'));
 });
 
 step('a read-only key is told why it cannot back up, and is signed out once its key is deleted', async () => {
