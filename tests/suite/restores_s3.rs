@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    s3_region, seed_as, shared_milvus, shared_s3_milvus, unique, wait_for_job, Backend, TestApp,
+    s3_region, seed_as, shared_milvus, shared_s3_milvus, unique, wait_for_file, wait_for_job,
+    Backend, TestApp,
 };
 
 /// Shard count, partitions, indexes, load state and every row of a collection.
@@ -146,4 +147,138 @@ async fn restores_cross_every_storage_shape(backend: Backend) {
     no_local_staging(&local.storage, &job);
 }
 
-on_both_backends!(restores_cross_every_storage_shape);
+/// A `backstop serve` child process running jobs on `app`'s database (this process only
+/// answers the API), held at `barrier` when given: `(variable, "<files>:<dir>")`.
+fn worker(app: &TestApp, barrier: Option<(&str, String)>) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_backstop"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", &app.db.url)
+        .env("BACKSTOP_DATA_DIR", app.db.dir.path().join("data"))
+        .env("BACKSTOP_SERVER__LISTEN", "127.0.0.1:0")
+        .env("BACKSTOP_SCHEDULER__ENABLED", "false")
+        .env("BACKSTOP_JOBS__LEASE_MS", "1500")
+        .env("BACKSTOP_JOBS__POLL_INTERVAL_MS", "200")
+        .env("BACKSTOP_BACKUP__COPY_PARALLELISM", "1")
+        .env_remove("BACKSTOP_TEST_BACKUP_PAUSE")
+        .env_remove("BACKSTOP_TEST_RESTORE_PAUSE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some((variable, value)) = barrier {
+        command.env(variable, value);
+    }
+    command.spawn().expect("start backstop serve")
+}
+
+/// kill -9 of the process staging a restore into the S3-backed Milvus: another process
+/// takes the job once the lease expires, drops what the first attempt created, stages again
+/// and finishes with every row once; no staging object is left.
+async fn killed_process_restore_into_s3_is_finished_by_another(backend: Backend) {
+    let local = shared_milvus();
+    let s3 = shared_s3_milvus();
+    let token = Some(s3.token.as_str());
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let source = app
+        .register_cluster(&project, "source", &local.uri, &local.storage)
+        .await;
+    let dest = app
+        .register_in(&project, "dest", "local", s3.registration())
+        .await;
+    let db = unique("db");
+    let name = unique("rich");
+    seed_as(&local.uri, None, &["create-rich", &db, &name, "20"]).await;
+    let original = dump(&local.uri, None, &db, &name).await;
+    let backup = {
+        let _runs_the_backup = worker(&app, None);
+        backup_of(&app, &source, &db, &name).await
+    };
+
+    let renamed = unique("crash");
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{source}/backups/{backup}/restoreCollection"),
+            Some(one_collection(&dest, &db, &name, &renamed, "NOT_LOADED")),
+        )
+        .await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    let barrier = tempfile::tempdir().unwrap();
+    let hold = format!("2:{}", barrier.path().display());
+    let mut first = worker(&app, Some(("BACKSTOP_TEST_RESTORE_PAUSE", hold)));
+    wait_for_file(&barrier.path().join("paused")).await;
+    assert!(
+        !s3.keys_under(&format!("backstop-restore/{job_id}/"))
+            .await
+            .is_empty(),
+        "the first attempt staged files"
+    );
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    let _second = worker(&app, None);
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let restored = dump(&s3.uri, token, &db, &renamed).await;
+    assert_eq!(restored["rows"], original["rows"], "every row once");
+    let staged = s3.keys_under(&format!("backstop-restore/{job_id}/")).await;
+    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+}
+
+/// A restore into the S3-backed Milvus canceled while it stages drops its collection and
+/// leaves no staging object in the bucket.
+async fn a_canceled_restore_into_s3_leaves_nothing(backend: Backend) {
+    let local = shared_milvus();
+    let s3 = shared_s3_milvus();
+    let barrier = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.test_hooks.restore_stage = Some(backstop::test_hooks::PausePoint {
+            after_files: 1,
+            dir: barrier.path().to_path_buf(),
+        });
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let source = app
+        .register_cluster(&project, "source", &local.uri, &local.storage)
+        .await;
+    let dest = app
+        .register_in(&project, "dest", "local", s3.registration())
+        .await;
+    let db = unique("db");
+    let name = unique("c");
+    seed_as(&local.uri, None, &["create-collection", &db, &name, "20"]).await;
+    let backup = backup_of(&app, &source, &db, &name).await;
+    let renamed = unique("canceled");
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{source}/backups/{backup}/restoreCollection"),
+            Some(one_collection(&dest, &db, &name, &renamed, "NOT_LOADED")),
+        )
+        .await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    wait_for_file(&barrier.path().join("paused")).await;
+    app.admin(Method::POST, &format!("/v2/jobs/{job_id}/cancel"), None)
+        .await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "CANCELED", "{job}");
+    let staged = s3.keys_under(&format!("backstop-restore/{job_id}/")).await;
+    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    let listed = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{dest}/collections"),
+            None,
+        )
+        .await;
+    assert!(!listed.to_string().contains(&renamed), "dropped: {listed}");
+}
+
+on_both_backends!(
+    restores_cross_every_storage_shape,
+    killed_process_restore_into_s3_is_finished_by_another,
+    a_canceled_restore_into_s3_leaves_nothing,
+);
