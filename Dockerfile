@@ -1,9 +1,13 @@
 # Multi-stage build of the same command the README uses: cargo build --release --locked.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# Every path the manifest names must be here: it declares the benches (and the test suite's
+# dev-dependency on the crate itself), so cargo reads them even for the binary alone.
+# scripts/test builds exactly this context (scripts/check-docker-context).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+COPY benches ./benches
 RUN cargo build --release --locked --bin backstop
 
 FROM debian:bookworm-slim
