@@ -184,17 +184,32 @@ impl Services {
     }
 }
 
-async fn bootstrap_admin_key(store: &Store) -> Result<Option<String>, StartupError> {
+/// A new org OWNER key named `name`, and its secret (shown once, stored only as a hash).
+fn new_owner_key(name: &str) -> (ApiKey, String) {
     let secret = ids::new_api_key_secret();
     let key = ApiKey {
         id: ids::new_api_key_id(),
-        name: "bootstrap-admin".to_owned(),
+        name: name.to_owned(),
         key_hash: hash_api_key(&secret),
         org_role: OrgRole::Owner,
         project_roles: Vec::new(),
         created_at: Utc::now(),
     };
+    (key, secret)
+}
+
+async fn bootstrap_admin_key(store: &Store) -> Result<Option<String>, StartupError> {
+    let (key, secret) = new_owner_key("bootstrap-admin");
     Ok(store.bootstrap_api_key(&key).await?.then_some(secret))
+}
+
+/// Recovery for an instance whose every OWNER key is lost: run on the server, against the
+/// configured database, it records a new OWNER key and returns its secret.
+pub async fn mint_owner_key(store: &Store, name: &str) -> Result<String, StartupError> {
+    let (key, secret) = new_owner_key(name);
+    store.insert_api_key(&key).await?;
+    tracing::info!(api_key_id = %key.id, "OWNER API key created from the command line");
+    Ok(secret)
 }
 
 /// Installs SIGINT and SIGTERM handlers now (so a signal that arrives while the service

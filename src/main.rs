@@ -35,6 +35,13 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create a new org OWNER API key in the configured database and print it once: the way
+    /// back in when every OWNER key was lost or deleted. Run it where the service runs.
+    AdminKey {
+        /// The new key's name.
+        #[arg(long, default_value = "recovered-admin")]
+        name: String,
+    },
 }
 
 fn config_files(cli: &Cli) -> Vec<PathBuf> {
@@ -53,8 +60,11 @@ fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,sqlx=warn,aws=warn,h2=warn,tower=warn,hyper=warn")
     });
+    // Colour codes only for a person at a terminal, never in a file or a log collector.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -77,6 +87,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
+        Command::AdminKey { name } => admin_key(config, &name).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,6 +131,15 @@ async fn migrate(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         store.backend_name()
     );
     store.close().await;
+    Ok(())
+}
+
+async fn admin_key(config: Config, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::connect(&config.database_url(), 1).await?;
+    let secret = backstop::mint_owner_key(&store, name).await?;
+    store.close().await;
+    // To the terminal only, once: it is stored as a hash and cannot be shown again.
+    println!("{secret}");
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use crate::domain::access::{BuiltinRole, OrgRole, ProjectRole};
 use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::store::ApiKey;
+use crate::store::KeyDeletion;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -161,8 +162,17 @@ async fn delete_api_key(
     ApiPath(api_key_id): ApiPath<String>,
 ) -> ApiResult<ApiKeyDeleted> {
     principal.require_owner("deleting an API key")?;
-    if !state.store.delete_api_key(&api_key_id).await? {
-        return Err(Error::not_found("API key", &api_key_id));
+    match state.store.delete_api_key(&api_key_id).await? {
+        KeyDeletion::Deleted => {}
+        KeyDeletion::NotFound => return Err(Error::not_found("API key", &api_key_id)),
+        KeyDeletion::LastOwner => {
+            return Err(Error::Conflict(format!(
+                "API key {api_key_id} is the last key with orgRole OWNER; create another OWNER \
+                 key first (POST /v2/apiKeys with orgRole OWNER), or nobody could administer \
+                 this instance. Lost every OWNER key? Run `backstop admin-key` where the \
+                 service runs"
+            )))
+        }
     }
     tracing::info!(api_key_id = %api_key_id, "API key deleted");
     Ok(ok(ApiKeyDeleted { api_key_id }))

@@ -19,14 +19,84 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let limit = state.config.server.body_limit_bytes;
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(Error::invalid(
+                "request body must be JSON: send the header Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| Error::PayloadTooLarge { limit })?;
+        // NUL is valid JSON (\u0000) but no name or value of the API holds one, and Postgres
+        // refuses it in text: named here, never a database error later.
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            if let Some(at) = nul_in(&value, String::new()) {
+                return Err(Error::invalid(format!(
+                    "{at} contains a NUL character (\\u0000); remove it"
+                )));
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(
-                rejection,
-                state.config.server.body_limit_bytes,
-            )),
+            Err(rejection) => Err(json_rejection(rejection, limit)),
         }
     }
+}
+
+/// The JSON path of the first string (or key) holding a NUL, if any.
+fn nul_in(value: &serde_json::Value, at: String) -> Option<String> {
+    let here = || {
+        if at.is_empty() {
+            "request body".to_owned()
+        } else {
+            at.clone()
+        }
+    };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(here()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{}[{i}]", here()))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(name, field)| {
+            let path = if at.is_empty() {
+                name.clone()
+            } else {
+                format!("{at}.{name}")
+            };
+            if name.contains('\0') {
+                return Some(here());
+            }
+            nul_in(field, path)
+        }),
+        _ => None,
+    }
+}
+
+/// Path and query text may not carry a NUL (`%00`) either.
+fn refuse_nul_in_uri(parts: &Parts, what: &str) -> Result<(), Error> {
+    let text = match what {
+        "path" => parts.uri.path(),
+        _ => parts.uri.query().unwrap_or(""),
+    };
+    if text.to_ascii_lowercase().contains("%00") {
+        return Err(Error::invalid(format!(
+            "the {what} contains a NUL character (%00); remove it"
+        )));
+    }
+    Ok(())
 }
 
 fn json_rejection(rejection: JsonRejection, limit: usize) -> Error {
@@ -66,6 +136,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        refuse_nul_in_uri(parts, "query string")?;
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(Error::invalid(format!(
@@ -84,6 +155,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        refuse_nul_in_uri(parts, "path")?;
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
@@ -94,6 +166,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
     }
 }
 
+/// The API key a request carries: `Authorization: Bearer <key>` (the scheme in any case,
+/// as RFC 9110 has it). The one parser of the credential, for authentication and the
+/// idempotency scope alike.
+pub fn bearer_secret(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, secret) = value.split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
 /// The authenticated caller. Extracting it authenticates the bearer key and takes one token
 /// from the key's bucket for this route.
 pub struct Auth(pub Principal);
@@ -102,17 +184,7 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or(Error::Unauthenticated)?;
+        let secret = bearer_secret(&parts.headers).ok_or(Error::Unauthenticated)?;
         let principal = Principal::authenticate(&state.store, secret).await?;
         let route = parts
             .extensions

@@ -42,12 +42,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     // Scope by the caller's key, as its hash (the same digest the keys table holds). A request
     // without a valid key is passed on and refused by the handler as usual.
-    let Some(scope) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(crate::crypto::hash_api_key)
+    let Some(scope) = super::extract::bearer_secret(req.headers()).map(crate::crypto::hash_api_key)
     else {
         return next.run(req).await;
     };

@@ -31,6 +31,8 @@ pub use backups::{
     BackedUpCollection, Backup, BackupCopy, BackupFilter, CreateBackupError, Held, NewBackup,
 };
 use chrono::{DateTime, Utc};
+
+use crate::domain::access::OrgRole;
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use jobs::{Job, JobFilter, JobStatus, Lease, NewJob, Outcome, Progress};
 pub use policies::{CrossRegionCopy, Policy};
@@ -175,6 +177,15 @@ where
         None => 0,
     };
     Ok((rows.into_iter().map(|r| r.row).collect(), total as u64))
+}
+
+/// What `Store::delete_api_key` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDeletion {
+    Deleted,
+    NotFound,
+    /// Refused: it is the last org OWNER key.
+    LastOwner,
 }
 
 /// Which projects a listing may show: all of them (org owner) or only these.
@@ -398,11 +409,36 @@ impl Store {
         Ok((keys, total as u64))
     }
 
-    pub async fn delete_api_key(&self, id: &str) -> StoreResult<bool> {
-        const SQL: &str = "DELETE FROM api_keys WHERE id = $1";
-        let done =
-            on_pool!(&self.pool, p => sqlx::query(SQL).bind(id).execute(p).await?.rows_affected());
-        Ok(done > 0)
+    /// Deletes a key, unless it is the last org OWNER key (an instance nobody could
+    /// administer). The count and the delete are one step: a per-instance lock on Postgres,
+    /// the single write lock on SQLite.
+    pub async fn delete_api_key(&self, id: &str) -> StoreResult<KeyDeletion> {
+        const ROLE: &str = "SELECT org_role FROM api_keys WHERE id = $1";
+        const OWNERS: &str = "SELECT COUNT(*) FROM api_keys WHERE org_role = 'OWNER'";
+        const DELETE: &str = "DELETE FROM api_keys WHERE id = $1";
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin_with(begin).await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('api_keys:owners'))")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let role: Option<String> = sqlx::query_scalar(ROLE).bind(id).fetch_optional(&mut *tx).await?;
+            let Some(role) = role else {
+                return Ok(KeyDeletion::NotFound);
+            };
+            if role == OrgRole::Owner.as_str() {
+                let owners: i64 = sqlx::query_scalar(OWNERS).fetch_one(&mut *tx).await?;
+                if owners <= 1 {
+                    return Ok(KeyDeletion::LastOwner);
+                }
+            }
+            sqlx::query(DELETE).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(KeyDeletion::Deleted)
+        })
     }
 
     // ----- custom roles ---------------------------------------------------------------------

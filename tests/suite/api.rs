@@ -329,6 +329,17 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
         (unknown_field.to_string(), 400, "clusterNmae"),
         (missing.to_string(), 400, "regionId"),
         (with("/clusterName", json!("x".repeat(5000))), 413, "4096"),
+        // A NUL is valid JSON but never a valid name, on either database.
+        (
+            with("/clusterName", json!("a\u{0}b")),
+            400,
+            "clusterName contains a NUL",
+        ),
+        (
+            with("/milvus/uri", json!("http://h\u{0}:1")),
+            400,
+            "milvus.uri contains a NUL",
+        ),
     ];
     for (body, expected, mentions) in bodies {
         let (s, j) = post(body.clone()).await;
@@ -417,6 +428,9 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
             "orgRole",
         ),
         (Method::PUT, "/v2/projects", None, 405, "PUT"),
+        (Method::GET, "/v2/clusters/in01-%00", None, 400, "NUL"),
+        (Method::GET, "/v2/backups?clusterId=a%00b", None, 400, "NUL"),
+        (Method::GET, "/v2/jobs?clusterId=%00", None, 400, "NUL"),
         (
             Method::GET,
             "/v2/nothing-here",
@@ -429,6 +443,27 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
         let (s, j) = app.call(method, path, Some(&app.admin_key), body).await;
         assert_error(s, &j, expected, mentions);
     }
+
+    // The last org OWNER key cannot be deleted, not even by itself.
+    let keys = app.admin(Method::GET, "/v2/apiKeys", None).await;
+    let owner = keys["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["orgRole"] == "OWNER")
+        .unwrap_or_else(|| panic!("an OWNER key is listed: {keys}"));
+    let path = format!("/v2/apiKeys/{}", owner["apiKeyId"].as_str().unwrap());
+    let (s, j) = app
+        .call(Method::DELETE, &path, Some(&app.admin_key), None)
+        .await;
+    assert_error(s, &j, 409, "last key with orgRole OWNER");
+    assert!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .contains("backstop admin-key"),
+        "{j}"
+    );
 
     // The same name twice in one project is a conflict; in another project it is fine.
     let (s, _) = post(valid().to_string()).await;

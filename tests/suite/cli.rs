@@ -113,3 +113,39 @@ fn migrate_applies_migrations_and_bad_config_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listn"), "{stderr}");
 }
+
+/// The way back in: every OWNER key gone (or the last refused), `backstop admin-key` on the
+/// server mints a new one against the configured database, printed once.
+#[test]
+fn admin_key_mints_a_working_owner_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = backstop()
+        .args(["admin-key", "--name", "rescue"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let secret = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(secret.starts_with("bsk_"), "{secret}");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains(&secret),
+        "the key is not logged"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}/data/backstop.db", dir.path().display());
+        let store = backstop::store::Store::connect(&url, 1).await.unwrap();
+        let key = store
+            .find_api_key_by_hash(&backstop::crypto::hash_api_key(&secret))
+            .await
+            .unwrap()
+            .expect("the printed key is stored, as its hash");
+        assert_eq!(key.name, "rescue");
+        assert_eq!(key.org_role, backstop::domain::access::OrgRole::Owner);
+    });
+}

@@ -930,6 +930,22 @@ async fn idempotency_key_replays_the_first_answer(backend: Backend) {
     let a: Value = mk().await.unwrap().json().await.unwrap();
     let b: Value = mk().await.unwrap().json().await.unwrap();
     assert_ne!(a["data"]["apiKey"], b["data"]["apiKey"]);
+
+    // The scheme in any case is the same credential, for authentication and idempotency
+    // alike: a lowercase `bearer` retry replays instead of running again.
+    let lower = |name: &'static str| {
+        app.client
+            .post(format!("{}/v2/projects", app.base))
+            .header("Authorization", format!("bearer {}", app.admin_key))
+            .header("Idempotency-Key", "k-lower")
+            .json(&json!({ "projectName": name }))
+            .send()
+    };
+    let first: Value = lower("epsilon").await.unwrap().json().await.unwrap();
+    let again = lower("epsilon").await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "{first} vs {again}");
 }
 
 on_both_backends!(

@@ -2,8 +2,8 @@
 
 use backstop::domain::access::{OrgRole, Privilege, ProjectRole};
 use backstop::store::{
-    ApiKey, Cluster, ClusterStorage, CustomRole, Page, Plan, Project, Region, Store, StoreError,
-    Visible,
+    ApiKey, Cluster, ClusterStorage, CustomRole, KeyDeletion, Page, Plan, Project, Region, Store,
+    StoreError, Visible,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -159,9 +159,32 @@ async fn api_keys_are_found_by_hash_and_bootstrap_once(backend: Backend) {
         store.insert_api_key(&key("key-2", "h1", OrgRole::Member)).await,
         Err(StoreError::Conflict(c)) if c == "api_keys_key_hash_key"
     ));
-    assert!(store.delete_api_key("key-1").await.unwrap());
-    assert!(!store.delete_api_key("key-1").await.unwrap());
+    assert_eq!(
+        store.delete_api_key("key-1").await.unwrap(),
+        KeyDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_api_key("key-1").await.unwrap(),
+        KeyDeletion::NotFound
+    );
     assert_eq!(store.find_api_key_by_hash("h1").await.unwrap(), None);
+    // The last OWNER key stays; with a second one, either may go.
+    assert_eq!(
+        store.delete_api_key("key-boot").await.unwrap(),
+        KeyDeletion::LastOwner
+    );
+    store
+        .insert_api_key(&key("key-3", "h3", OrgRole::Owner))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delete_api_key("key-boot").await.unwrap(),
+        KeyDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_api_key("key-3").await.unwrap(),
+        KeyDeletion::LastOwner
+    );
 }
 
 async fn custom_roles_round_trip(backend: Backend) {
