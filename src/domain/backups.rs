@@ -69,16 +69,17 @@ pub const VERIFY_BACKUP_JOB: &str = "VERIFY_BACKUP";
 /// Keys of jobs that must never run twice (`jobs.dedupe_key` is unique for ever), in one
 /// place so that every writer of a kind spells its key alike.
 pub mod dedupe {
-    use chrono::{DateTime, NaiveDate, Utc};
+    use chrono::NaiveDate;
 
     /// The automatic backup of one scheduled slot.
     pub fn auto_slot(cluster_id: &str, slot: NaiveDate) -> String {
         format!("auto:{cluster_id}:{slot}")
     }
 
-    /// The first automatic backup, taken when a policy is enabled at `at`.
-    pub fn auto_enabled(cluster_id: &str, at: DateTime<Utc>) -> String {
-        format!("auto:{cluster_id}:enabled:{}", at.timestamp_millis())
+    /// The first automatic backup, taken when a policy is enabled outside its window: one
+    /// per day however often the policy is toggled.
+    pub fn auto_enabled(cluster_id: &str, day: NaiveDate) -> String {
+        format!("auto:{cluster_id}:enabled:{day}")
     }
 
     /// The copy of a backup into another region.

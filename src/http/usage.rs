@@ -128,7 +128,8 @@ async fn backup_usage(
     Ok(ok(Usage {
         start_time: start,
         end_time: end,
-        total_cost: regions.iter().map(|r| r.cost).sum(),
+        // An empty float sum is -0.0; adding 0.0 makes it the 0.0 a reader expects.
+        total_cost: regions.iter().map(|r| r.cost).sum::<f64>() + 0.0,
         regions,
     }))
 }

@@ -32,6 +32,12 @@ pub use restore_calls::schema_for;
 pub enum MilvusError {
     #[error("Milvus URI '{0}' is not valid: use http://host:port or https://host:port")]
     BadUri(String),
+    /// Never echoes the URI: it holds a password.
+    #[error(
+        "the URI carries credentials (user:password@); give it as http://host:port and put \
+         them in milvus.token, which is stored encrypted"
+    )]
+    CredentialsInUri,
     #[error("Milvus at {uri} did not answer within {timeout_ms} ms")]
     Timeout { uri: String, timeout_ms: u128 },
     #[error("Milvus at {uri} is unreachable: {message}")]
@@ -79,6 +85,7 @@ pub fn parse_uri(uri: &str) -> Result<String, MilvusError> {
         .strip_prefix("http://")
         .or_else(|| trimmed.strip_prefix("https://"));
     match rest {
+        Some(host) if host.contains('@') => Err(MilvusError::CredentialsInUri),
         Some(host) if !host.is_empty() && !host.contains('/') && !host.contains(' ') => {
             Endpoint::from_shared(trimmed.to_owned())
                 .map_err(|_| MilvusError::BadUri(uri.to_owned()))?;
@@ -269,6 +276,9 @@ mod tests {
             "http://127.0.0.1:19530"
         );
         assert!(parse_uri("https://milvus.example.com:443").is_ok());
+        let refused = parse_uri("http://root:hunter2@127.0.0.1:19530").unwrap_err();
+        assert!(matches!(refused, MilvusError::CredentialsInUri));
+        assert!(!refused.to_string().contains("hunter2"));
         for bad in [
             "127.0.0.1:19530",
             "ftp://x",

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::Services;
 use crate::domain::backups::{dedupe, validate_copies, CopyRequest};
 use crate::domain::clusters::DedicatedOnly;
-use crate::domain::schedule::{Frequency, RetentionDays, Window};
+use crate::domain::schedule::{open_slot, Frequency, RetentionDays, Window};
 use crate::error::Error;
 use crate::store::{Cluster, CrossRegionCopy, Policy};
 
@@ -112,7 +112,12 @@ impl Services {
         };
         self.store.put_policy(&policy).await?;
         if newly_enabled {
-            let key = dedupe::auto_enabled(&cluster.id, now);
+            // Inside an open window the first backup is that slot's (the scheduler will not
+            // take a second one for it); outside, one per day however often it is toggled.
+            let key = match open_slot(now, &policy.frequency, &policy.window) {
+                Some(slot) => dedupe::auto_slot(&cluster.id, slot),
+                None => dedupe::auto_enabled(&cluster.id, now.date_naive()),
+            };
             self.start_auto_backup(&policy, &key, now).await?;
         }
         tracing::info!(cluster_id = %cluster.id, enabled = policy.enabled, "backup policy set");

@@ -224,7 +224,8 @@ pub struct BackupFilter {
 impl Store {
     /// Records a backup in CREATING and the job that makes it, in one transaction. `job` gets
     /// the backup's id. Enforces the task rules: one manual backup at a time per cluster (by
-    /// a unique index, safe across replicas), none while an automatic one is pending or running.
+    /// a unique index, safe across replicas), and none, manual or automatic, while an
+    /// automatic one is pending or running.
     pub async fn create_backup(
         &self,
         backup: &NewBackup,
@@ -293,15 +294,15 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
-            if backup.creation_method == CreationMethod::Manual {
-                let auto: i64 = sqlx::query_scalar(AUTO_RUNNING)
-                    .bind(&backup.cluster_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-                if auto > 0 {
-                    return Err(CreateBackupError::AutoRunning);
-                }
+            // No manual backup while an automatic one is pending or running, and at most one
+            // automatic backup at a time per cluster.
+            let auto: i64 = sqlx::query_scalar(AUTO_RUNNING)
+                .bind(&backup.cluster_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            if auto > 0 {
+                return Err(CreateBackupError::AutoRunning);
             }
             #[cfg(feature = "test-hooks")]
             self.hooks.in_task_rule_window(backup.creation_method).await;

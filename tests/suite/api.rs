@@ -594,6 +594,9 @@ async fn operations_endpoints(backend: Backend) {
     );
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
     app.admin(Method::GET, "/v2/regions", None).await;
+    // Nothing stored costs 0, not the -0.0 of an empty float sum.
+    let usage = app.admin(Method::GET, "/v2/usage/backups", None).await;
+    assert_eq!(usage["totalCost"].to_string(), "0.0", "{usage}");
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(

@@ -17,6 +17,26 @@ async fn replica(app: &TestApp) -> Scheduler {
     Scheduler::new(Services::connect(test_config(&app.db)).await.unwrap())
 }
 
+/// Ends every pending automatic backup of `cluster` (FAILED), as its job would: workers are
+/// off here, and a cluster has at most one automatic backup pending at a time.
+async fn end_pending_autos(app: &TestApp, cluster: &str) {
+    let store = Store::connect(&app.db.url, 1).await.unwrap();
+    for (id, status, _) in store.auto_backups_of_cluster(cluster).await.unwrap() {
+        if status == backstop::domain::backups::BackupStatus::Creating {
+            store
+                .end_backup(
+                    &id,
+                    backstop::domain::backups::BackupStatus::Failed,
+                    "test",
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    store.close().await;
+}
+
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
 }
@@ -121,8 +141,17 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
         "{body}"
     );
 
-    // Two replicas tick in Monday's window at once: one backup.
+    // At most one automatic backup at a time: a tick while the first is pending starts none.
     let (a, b) = (replica(&app).await, replica(&app).await);
+    assert!(a
+        .tick(at(2026, 11, 30, 2, 10))
+        .await
+        .unwrap()
+        .started
+        .is_empty());
+    end_pending_autos(&app, &cluster).await;
+
+    // Two replicas tick in Monday's window at once: one backup.
     let monday = at(2026, 11, 30, 2, 30);
     let (ra, rb) = tokio::join!(a.tick(monday), b.tick(monday));
     let started = ra.unwrap().started.len() + rb.unwrap().started.len();
@@ -161,6 +190,7 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
         "{late:?}"
     );
     // Back within the following window: taken.
+    end_pending_autos(&app, &cluster).await;
     let back = a.tick(at(2026, 12, 14, 3, 59)).await.unwrap();
     assert_eq!(back.started.len(), 1, "{back:?}");
     assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 3);
@@ -467,7 +497,42 @@ fn urlencode(t: DateTime<Utc>) -> String {
         .replace('+', "%2B")
 }
 
+/// Toggling a policy cannot pile up automatic backups: one at a time per cluster, and
+/// enabling inside an open window takes that slot's backup, which the scheduler then does
+/// not take again.
+async fn toggling_a_policy_starts_one_backup(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let policy_path = format!("/v2/clusters/{cluster}/backups/policy");
+    // A window open all day, every day: enabling is always inside it.
+    let enable = json!({"enabled": true, "frequency": "1,2,3,4,5,6,7", "startTime": "00:00-23:59", "retentionDays": 3});
+    for _ in 0..6 {
+        app.admin(Method::POST, &policy_path, Some(enable.clone()))
+            .await;
+        app.admin(Method::POST, &policy_path, Some(json!({"enabled": false})))
+            .await;
+    }
+    assert_eq!(
+        backups(&app, &cluster, "AUTO").await.len(),
+        1,
+        "one, pending"
+    );
+    // It ends; toggling again the same day, and the scheduler's tick in the window, take
+    // no second one: it was this slot's.
+    end_pending_autos(&app, &cluster).await;
+    app.admin(Method::POST, &policy_path, Some(enable.clone()))
+        .await;
+    let ticked = replica(&app).await.tick(Utc::now()).await.unwrap();
+    assert!(ticked.started.is_empty(), "{ticked:?}");
+    assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 1);
+}
+
 on_both_backends!(
+    toggling_a_policy_starts_one_backup,
     scheduler_takes_each_slot_once_on_chosen_days,
     retention_deletes_only_automatic_backups,
     usage_bills_started_days_with_a_minimum_of_one,

@@ -113,9 +113,9 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
         auto.name, "prod_backup2",
         "sequence numbers are per cluster"
     );
-    // ...once per slot...
+    // ...one at a time...
     let mut again = job("BACKUP");
-    again.dedupe_key = Some("auto:c1:2026-01-01".into());
+    again.dedupe_key = Some("auto:c1:2026-01-02".into());
     assert!(matches!(
         store
             .create_backup(
@@ -124,7 +124,7 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
                 at(4)
             )
             .await,
-        Err(CreateBackupError::Duplicate)
+        Err(CreateBackupError::AutoRunning)
     ));
 
     // The manual backup completes, with its copy job committed alongside.
@@ -205,6 +205,19 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
         .end_backup(&auto.id, BackupStatus::Failed, "broken", at(8))
         .await
         .unwrap();
+    // ...and once per slot, even after the first one ended.
+    let mut same_slot = job("BACKUP");
+    same_slot.dedupe_key = Some("auto:c1:2026-01-01".into());
+    assert!(matches!(
+        store
+            .create_backup(
+                &new_backup("c1", CreationMethod::Auto, None),
+                &mut same_slot,
+                at(8)
+            )
+            .await,
+        Err(CreateBackupError::Duplicate)
+    ));
     let named = store
         .create_backup(
             &new_backup("c1", CreationMethod::Manual, Some("nightly")),
