@@ -250,39 +250,34 @@ impl JobContext {
 
     /// Saves the job's result, sealed by the handler (fenced); a failure is an error.
     pub async fn save_result(&self, sealed: &str) -> Result<(), JobError> {
-        match self
+        let written = self
             .store
             .save_job_result(&self.lease, sealed, Utc::now())
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                self.signals.lease_lost.cancel();
-                Err(Stop::LeaseLost.into())
-            }
-            Err(e) => Err(JobError::Retryable(format!(
-                "could not save the job's result: {e}"
-            ))),
-        }
+            .await;
+        self.fenced(written, "the job's result")
     }
 
     /// Saves resumable state (fenced); unlike progress, a failure to save is an error.
     pub async fn save_state<T: serde::Serialize>(&self, state: &T) -> Result<(), JobError> {
         let value = serde_json::to_value(state)
             .map_err(|e| JobError::Permanent(format!("job state does not serialize: {e}")))?;
-        match self
+        let written = self
             .store
             .save_job_state(&self.lease, &value, Utc::now())
-            .await
-        {
+            .await;
+        self.fenced(written, "job state")
+    }
+
+    /// What a fenced write of `what` means for the handler: zero rows written is a lost
+    /// lease (stop now); a database failure is worth another attempt.
+    fn fenced(&self, written: crate::store::StoreResult<bool>, what: &str) -> Result<(), JobError> {
+        match written {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.signals.lease_lost.cancel();
                 Err(Stop::LeaseLost.into())
             }
-            Err(e) => Err(JobError::Retryable(format!(
-                "could not save job state: {e}"
-            ))),
+            Err(e) => Err(JobError::Retryable(format!("could not save {what}: {e}"))),
         }
     }
 }

@@ -207,7 +207,7 @@ impl Services {
         let timeout = Duration::from_millis(self.config.milvus.probe_timeout_ms);
         let client = clusters::milvus_client(cluster, &self.secrets, timeout)?;
         match client.list_databases().await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.check_layout(cluster, &client).await,
             Err(MilvusError::Unauthenticated { .. }) => Err(Error::Unprocessable(format!(
                 "milvus.token: Milvus at {} refused it; give user:password of a Milvus user \
                  that may read the cluster (or its API key)",
@@ -239,6 +239,50 @@ impl Services {
             }
         };
         check_storage(&cluster.storage, &secrets).await.is_ok()
+    }
+
+    /// Storage that holds no binlogs while the Milvus has flushed segments is not where that
+    /// Milvus writes: a wrong path or rootPath, refused now. (Only flushed segments are sure
+    /// to have files; up to 20 collections are asked.)
+    async fn check_layout(&self, cluster: &Cluster, client: &MilvusClient) -> Result<(), Error> {
+        let Ok(listed) = client.collections_by_database(None).await else {
+            return Ok(());
+        };
+        let mut flushed = false;
+        for c in listed.values().flatten().take(20) {
+            if client
+                .persistent_segments(&c.db_name, &c.name)
+                .await
+                .is_ok_and(|segments| !segments.is_empty())
+            {
+                flushed = true;
+                break;
+            }
+        }
+        if !flushed {
+            return Ok(());
+        }
+        let store = clusters::binlog_store(cluster, &self.secrets)?;
+        let holds_binlogs = match store.list("insert_log/", None, 1).await {
+            Ok(page) => !page.objects.is_empty(),
+            Err(_) => return Ok(()), // reachability was checked; a hiccup is not a verdict
+        };
+        if holds_binlogs {
+            return Ok(());
+        }
+        Err(Error::Unprocessable(match &cluster.storage {
+            ClusterStorage::Local { path } => format!(
+                "storage.path '{path}' holds no Milvus binlogs (no insert_log/) although the \
+                 cluster has flushed segments; give the directory of its localStorage.path"
+            ),
+            ClusterStorage::S3 {
+                bucket, root_path, ..
+            } => format!(
+                "storage.rootPath '{root_path}' in bucket '{bucket}' holds no Milvus binlogs (no \
+                 insert_log/) although the cluster has flushed segments; give its \
+                 minio.rootPath"
+            ),
+        }))
     }
 
     /// Probes the cluster with `GetVersion` under the configured short deadline.

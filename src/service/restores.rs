@@ -76,8 +76,9 @@ pub struct RestoreCluster {
 
 impl Services {
     /// A job's result as its caller may see it. `first_read` (describing the job) shows a
-    /// restore's new passwords once, to whoever reads first, and removes them from the
-    /// store; every other view (lists, event streams) shows the user names only.
+    /// restore's new passwords once, to whoever reads the ended job first, and removes them
+    /// from the store; every other view (lists, event streams, reads while it runs) shows
+    /// the user names only.
     pub async fn job_result(
         &self,
         job: &crate::store::Job,
@@ -93,7 +94,9 @@ impl Services {
             return Ok(Some(result));
         }
         let read = result.without_passwords();
-        if !first_read {
+        // Shown to the first read once the job has ended: a poll of a running job (whose
+        // users may still be being made) does not use them up.
+        if !first_read || !job.status.is_final() {
             return Ok(Some(read));
         }
         let resealed = self

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use backstop::backup::manifest::Manifest;
 use backstop::config::Config;
@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    s3_region, seed, shared_milvus, unique, wait_for_file, wait_for_job, Backend, PrivateMilvus,
-    TestApp,
+    s3_region, seed, shared_milvus, unique, wait_for_file, wait_for_job, wait_for_job_within,
+    Backend, PrivateMilvus, TestApp,
 };
 
 fn region_dir(app: &TestApp) -> PathBuf {
@@ -522,7 +522,7 @@ async fn cluster_backup_covers_every_database_and_scales() {
         json!({"backupType": "CLUSTER", "backupName": "nightly"}),
     )
     .await;
-    let job = wait_for_job(&app, &job_id).await;
+    let job = wait_for_job_within(&app, &job_id, Duration::from_secs(540)).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
     println!(
         "CLUSTER backup of 1,003 collections took {:?}",

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    seed, shared_milvus, shared_s3, shared_s3_milvus, unique, Backend, PrivateMilvus, TestApp,
+    seed, seed_as, shared_milvus, shared_s3, shared_s3_milvus, unique, Backend, PrivateMilvus,
+    TestApp,
 };
 
 async fn registered_cluster_is_running_and_lists_live_collections(backend: Backend) {
@@ -79,6 +80,20 @@ async fn registration_refuses_storage_and_tokens_that_do_not_work(backend: Backe
     let app = TestApp::spawn(backend).await;
     let project = app.create_project("p").await;
     let (milvus, storage) = s3_milvus.registration();
+    // Flushed segments there, so a rootPath without binlogs is known to be wrong.
+    let (db, flushed) = (unique("db"), unique("flushed"));
+    seed_as(
+        &s3_milvus.uri,
+        Some(&s3_milvus.token),
+        &["create-collection", &db, &flushed, "5"],
+    )
+    .await;
+    let token = secrecy::SecretString::from(s3_milvus.token.clone());
+    backstop::milvus::MilvusClient::new(&s3_milvus.uri, Some(&token), Duration::from_secs(30))
+        .unwrap()
+        .flush_and_wait(&db, std::slice::from_ref(&flushed), Duration::from_secs(60))
+        .await
+        .unwrap();
     let register = |milvus: Value, storage: Value| {
         let app = &app;
         let body = json!({"clusterName": unique("c").replace('_', "-"), "projectId": project,
@@ -129,6 +144,12 @@ async fn registration_refuses_storage_and_tokens_that_do_not_work(backend: Backe
             json!({"uri": s3_milvus.uri}),
             json!({"type": "local", "path": "/nonexistent/milvus/data"}),
             "storage.path",
+        ),
+        // Reachable, but not where this Milvus writes its binlogs.
+        (
+            milvus.clone(),
+            with("/rootPath", json!("elsewhere")),
+            "storage.rootPath",
         ),
     ];
     for (milvus, storage, field) in refusals {

@@ -5,10 +5,12 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    seed_as, shared_s3_milvus, unique, wait_for_job, Backend, PrivateMilvus, TestApp,
+    seed_as, shared_s3_milvus, unique, wait_for_job_within, Backend, PrivateMilvus, TestApp,
 };
 
 const ROOT: &str = "root:Milvus";
+/// A whole cluster is backed up and restored: the suite's other collections come too.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(130);
 
 async fn rbac_of(uri: &str) -> Value {
     let text = seed_as(uri, Some(ROOT), &["rbac"]).await;
@@ -71,7 +73,7 @@ async fn cluster_restore_brings_users_roles_and_grants() {
         )
         .await;
     let backup = created["backupId"].as_str().unwrap().to_owned();
-    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
+    let job = wait_for_job_within(&app, created["jobId"].as_str().unwrap(), LIMIT).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
     let details = app
         .admin(
@@ -113,8 +115,9 @@ async fn cluster_restore_brings_users_roles_and_grants() {
         )
         .await;
     let job_id = started["jobId"].as_str().unwrap().to_owned();
-    // The job center lists it without passwords while it runs and after.
-    let job = wait_for_job(&app, &job_id).await;
+    // Polling the running job (GET, as wait_for_job does) does not use the passwords up: they
+    // are shown to the first read after the job ended.
+    let job = wait_for_job_within(&app, &job_id, LIMIT).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
     let users = job["result"]["users"]
         .as_array()

@@ -115,8 +115,7 @@ async fn restores_cross_every_storage_shape(backend: Backend) {
     assert_eq!(copy["indexes"], original_local["indexes"]);
     assert_eq!(copy["partitions"], original_local["partitions"]);
     assert_eq!(copy["loaded"], true);
-    let staged = s3.keys_under(&format!("backstop-restore/{job}/")).await;
-    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    s3.assert_no_staging(&job).await;
 
     // 2. S3-region backup of the S3-backed Milvus -> itself, renamed (the same endpoint: staged
     //    by server-side copies).
@@ -131,8 +130,7 @@ async fn restores_cross_every_storage_shape(backend: Backend) {
     let copy = dump(&s3.uri, token, &db, &renamed).await;
     assert_eq!(copy["rows"], original_s3["rows"]);
     assert_eq!(copy["indexes"], original_s3["indexes"]);
-    let staged = s3.keys_under(&format!("backstop-restore/{job}/")).await;
-    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    s3.assert_no_staging(&job).await;
 
     // 3. The same S3-region backup -> the local Milvus, whole (restoreCluster).
     let job = restored(
@@ -223,8 +221,7 @@ async fn killed_process_restore_into_s3_is_finished_by_another(backend: Backend)
     assert_eq!(job["attempts"], 2, "{job}");
     let restored = dump(&s3.uri, token, &db, &renamed).await;
     assert_eq!(restored["rows"], original["rows"], "every row once");
-    let staged = s3.keys_under(&format!("backstop-restore/{job_id}/")).await;
-    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    s3.assert_no_staging(&job_id).await;
 }
 
 /// A restore into the S3-backed Milvus canceled while it stages drops its collection and
@@ -265,8 +262,7 @@ async fn a_canceled_restore_into_s3_leaves_nothing(backend: Backend) {
         .await;
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "CANCELED", "{job}");
-    let staged = s3.keys_under(&format!("backstop-restore/{job_id}/")).await;
-    assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    s3.assert_no_staging(&job_id).await;
     let listed = app
         .admin(
             Method::GET,

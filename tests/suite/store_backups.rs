@@ -374,31 +374,9 @@ async fn task_rules_hold_when_two_creators_race(backend: Backend) {
     // An automatic backup is in its window when a manual one is asked for: the manual one
     // waits, then sees the automatic one pending and is refused.
     store.set_task_rule_window(Some(hold(CreationMethod::Auto)));
-    let auto = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .create_backup(
-                    &new_backup("c1", CreationMethod::Auto, None),
-                    &mut job("BACKUP"),
-                    at(1),
-                )
-                .await
-        }
-    });
+    let auto = spawn_create(&store, CreationMethod::Auto, 1);
     in_window.notified().await;
-    let manual = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .create_backup(
-                    &new_backup("c1", CreationMethod::Manual, None),
-                    &mut job("BACKUP"),
-                    at(2),
-                )
-                .await
-        }
-    });
+    let manual = spawn_create(&store, CreationMethod::Manual, 2);
     wait_until_blocked(&store, backend).await;
     release.notify_one();
     let auto = auto
@@ -417,31 +395,9 @@ async fn task_rules_hold_when_two_creators_race(backend: Backend) {
         .await
         .unwrap();
     store.set_task_rule_window(Some(hold(CreationMethod::Manual)));
-    let manual = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .create_backup(
-                    &new_backup("c1", CreationMethod::Manual, None),
-                    &mut job("BACKUP"),
-                    at(4),
-                )
-                .await
-        }
-    });
+    let manual = spawn_create(&store, CreationMethod::Manual, 4);
     in_window.notified().await;
-    let auto = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .create_backup(
-                    &new_backup("c1", CreationMethod::Auto, None),
-                    &mut job("BACKUP"),
-                    at(5),
-                )
-                .await
-        }
-    });
+    let auto = spawn_create(&store, CreationMethod::Auto, 5);
     wait_until_blocked(&store, backend).await;
     release.notify_one();
     let manual = manual
@@ -454,6 +410,20 @@ async fn task_rules_hold_when_two_creators_race(backend: Backend) {
         .expect("the automatic backup is recorded after it");
     assert!(auto.seq > manual.seq, "{} then {}", manual.seq, auto.seq);
     store.set_task_rule_window(None);
+}
+
+/// Records a backup of cluster c1 in a task of its own (to race another).
+fn spawn_create(
+    store: &Store,
+    method: CreationMethod,
+    t: i64,
+) -> tokio::task::JoinHandle<Result<backstop::store::Backup, CreateBackupError>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        store
+            .create_backup(&new_backup("c1", method, None), &mut job("BACKUP"), at(t))
+            .await
+    })
 }
 
 /// Postgres: until another session waits for the cluster's lock. SQLite shows no waiters;

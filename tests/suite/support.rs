@@ -296,20 +296,17 @@ impl S3Milvus {
         )
     }
 
+    /// Fails the test if restore job `job_id` left staging objects in the bucket.
+    pub async fn assert_no_staging(&self, job_id: &str) {
+        let staged = self
+            .keys_under(&format!("backstop-restore/{job_id}/"))
+            .await;
+        assert!(staged.is_empty(), "staging left in the bucket: {staged:?}");
+    }
+
     /// Objects under `prefix` (relative to its root path) in its bucket.
     pub async fn keys_under(&self, prefix: &str) -> Vec<String> {
-        let s3 = shared_s3();
-        let store = S3Store::new(&S3Config {
-            endpoint: Some(s3.endpoint.clone()),
-            bucket: self.bucket.clone(),
-            prefix: self.root_path.clone(),
-            region: "us-east-1".to_owned(),
-            access_key_id: s3.access_key.clone(),
-            secret_access_key: s3.secret_key.clone().into(),
-            force_path_style: true,
-            part_size_mib: 5,
-            parts_in_flight: 2,
-        });
+        let store = S3Store::new(&shared_s3_config(&self.bucket, &self.root_path));
         backstop::objects::list_all(&store, prefix)
             .await
             .unwrap()
@@ -663,6 +660,12 @@ fn running_as_root() -> bool {
 
 /// Polls the job until it is final; panics with its last state after two minutes.
 pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
+    wait_for_job_within(app, job_id, Duration::from_secs(120)).await
+}
+
+/// `wait_for_job` for the suite's heaviest jobs (a thousand collections, a whole cluster's
+/// restore), which share two cores with the rest of the suite: up to `limit`.
+pub async fn wait_for_job_within(app: &TestApp, job_id: &str, limit: Duration) -> Value {
     let started = Instant::now();
     loop {
         let job = app
@@ -675,27 +678,32 @@ pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
             return job;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "job {job_id} not final after 120 s: {job}"
+            started.elapsed() < limit,
+            "job {job_id} not final after {} s: {job}",
+            limit.as_secs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// A region `id` on the shared S3 server, in a bucket of its own, and its store.
-pub async fn s3_region(id: &str) -> (RegionConfig, S3Store) {
+/// The shared S3 server's `bucket`, keys under `prefix`, with the run's credentials.
+pub fn shared_s3_config(bucket: &str, prefix: &str) -> S3Config {
     let s3 = shared_s3();
-    let config = S3Config {
+    S3Config {
         endpoint: Some(s3.endpoint.clone()),
-        bucket: unique("region").replace('_', "-"),
-        prefix: "backstop".to_owned(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
         region: "us-east-1".to_owned(),
         access_key_id: s3.access_key.clone(),
         secret_access_key: s3.secret_key.clone().into(),
         force_path_style: true,
         part_size_mib: 5,
         parts_in_flight: 2,
-    };
+    }
+}
+
+pub async fn s3_region(id: &str) -> (RegionConfig, S3Store) {
+    let config = shared_s3_config(&unique("region").replace('_', "-"), "backstop");
     let store = S3Store::new(&config);
     store.create_bucket_if_missing().await.unwrap();
     let region = RegionConfig {
