@@ -14,7 +14,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ok, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
-use crate::auth::Principal;
 use crate::domain::access::Privilege;
 use crate::domain::restore::RestoreResult;
 use crate::error::Error;
@@ -126,21 +125,6 @@ pub struct JobQuery {
     status: Option<JobStatus>,
 }
 
-async fn visible_job(
-    state: &AppState,
-    principal: &Principal,
-    job_id: &str,
-    privilege: Privilege,
-) -> Result<Job, Error> {
-    let job = state
-        .store
-        .get_job(job_id)
-        .await?
-        .ok_or_else(|| Error::not_found("job", job_id))?;
-    principal.authorize(&job.project_id, privilege, "job", job_id)?;
-    Ok(job)
-}
-
 /// List jobs of the projects this key can read, newest first.
 #[utoipa::path(get, path = "/v2/jobs", tag = "jobs", params(JobQuery, PageParams),
     responses((status = 200, body = JobList)))]
@@ -180,7 +164,10 @@ async fn describe_job(
     Auth(principal): Auth,
     ApiPath(job_id): ApiPath<String>,
 ) -> ApiResult<JobView> {
-    let job = visible_job(&state, &principal, &job_id, Privilege::JobRead).await?;
+    let job = state
+        .services
+        .visible_job(&principal, &job_id, Privilege::JobRead)
+        .await?;
     let result = state.services.job_result(&job, true).await?;
     Ok(ok(JobView::new(job, state.jobs.registry(), result)))
 }
@@ -194,7 +181,10 @@ async fn cancel_job(
     Auth(principal): Auth,
     ApiPath(job_id): ApiPath<String>,
 ) -> ApiResult<JobCanceled> {
-    let job = visible_job(&state, &principal, &job_id, Privilege::JobCancel).await?;
+    let job = state
+        .services
+        .visible_job(&principal, &job_id, Privilege::JobCancel)
+        .await?;
     let registry = state.jobs.registry();
     if !registry.is_cancellable(&job.job_type) {
         return Err(Error::Conflict(format!(
@@ -233,7 +223,10 @@ async fn job_events(
     Auth(principal): Auth,
     ApiPath(job_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Error> {
-    let first = visible_job(&state, &principal, &job_id, Privilege::JobRead).await?;
+    let first = state
+        .services
+        .visible_job(&principal, &job_id, Privilege::JobRead)
+        .await?;
     let stream = futures::stream::unfold(
         (state, job_id, Some(first), None::<String>, false),
         |(state, job_id, mut next, mut last, done)| async move {

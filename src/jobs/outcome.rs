@@ -34,7 +34,7 @@ pub(super) fn outcome(ended: Attempted, now: DateTime<Utc>, delay: Duration) -> 
         Err(JobError::Stopped(Stop::Canceled)) => canceled(),
         Err(JobError::Retryable(reason)) if ended.attempt < ended.max_attempts => Outcome::Retry {
             reason,
-            run_after: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            run_after: now + super::worker::chrono_duration(delay),
         },
         Err(JobError::Retryable(reason)) => Outcome::Failed {
             reason: format!("{reason} (after {} attempts)", ended.attempt),

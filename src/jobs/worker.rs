@@ -120,7 +120,7 @@ pub(super) async fn run_pool(jobs: Jobs, owner: String, shutdown: CancellationTo
     tracing::info!(owner = %owner, "job workers stopped");
 }
 
-fn chrono_duration(d: Duration) -> chrono::Duration {
+pub(super) fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 

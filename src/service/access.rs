@@ -1,11 +1,11 @@
-//! Which cluster or backup a key may act on. A resource of a project the key has no role in
+//! Which cluster, backup or job a key may act on. A resource of a project the key has no role in
 //! is reported missing (404), never as existing but forbidden (`Principal::authorize`).
 
 use crate::auth::Principal;
 use crate::domain::access::Privilege;
 use crate::domain::backups::BackupStatus;
 use crate::error::Error;
-use crate::store::{Backup, Cluster};
+use crate::store::{Backup, Cluster, Job};
 
 use super::Services;
 
@@ -43,5 +43,21 @@ impl Services {
             .ok_or_else(|| Error::not_found("backup", backup_id))?;
         principal.authorize(&backup.project_id, privilege, "backup", backup_id)?;
         Ok(backup)
+    }
+
+    /// A job the key may take `privilege` on.
+    pub async fn visible_job(
+        &self,
+        principal: &Principal,
+        job_id: &str,
+        privilege: Privilege,
+    ) -> Result<Job, Error> {
+        let job = self
+            .store
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("job", job_id))?;
+        principal.authorize(&job.project_id, privilege, "job", job_id)?;
+        Ok(job)
     }
 }
