@@ -20,6 +20,9 @@ use crate::store::Cluster;
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSecrets {
     pub milvus_token: Option<String>,
+    /// The CA certificate (PEM) of a Milvus reached over TLS with a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milvus_tls_ca_pem: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
 }
@@ -68,6 +71,7 @@ pub fn milvus_client(
     Ok(MilvusClient::new(
         &cluster.milvus_uri,
         token.as_ref(),
+        opened.milvus_tls_ca_pem.as_deref(),
         timeout,
     )?)
 }

@@ -21,6 +21,8 @@ listen = "127.0.0.1:8080"
 body_limit_bytes = 1048576
 rate_limit_per_second = 20
 rate_limit_burst = 20
+failed_auth_per_second = 1
+failed_auth_burst = 30
 shutdown_grace_secs = 30
 
 [database]
@@ -90,6 +92,10 @@ pub struct ServerConfig {
     /// Sustained requests per second per API key and route.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Failed authentications per client address: sustained per second, and at once. An
+    /// address past them gets 429 before its key is looked up.
+    pub failed_auth_per_second: u32,
+    pub failed_auth_burst: u32,
     pub shutdown_grace_secs: u64,
 }
 
@@ -331,6 +337,12 @@ impl Config {
         if self.server.rate_limit_per_second == 0 || self.server.rate_limit_burst == 0 {
             return Err(ConfigError::Invalid(
                 "server.rate_limit_per_second and server.rate_limit_burst must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.server.failed_auth_per_second == 0 || self.server.failed_auth_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "server.failed_auth_per_second and server.failed_auth_burst must be at least 1"
                     .into(),
             ));
         }

@@ -85,6 +85,12 @@ impl Application {
                 config.server.rate_limit_per_second,
                 config.server.rate_limit_burst,
             )),
+            // A request from an address that used these up is refused before its key is
+            // looked up, so guessing keys costs the database nothing; valid keys take none.
+            auth_failures: Arc::new(RateLimiter::new(
+                config.server.failed_auth_per_second,
+                config.server.failed_auth_burst,
+            )),
             store: services.store.clone(),
             secrets: services.secrets.clone(),
             regions: services.regions.clone(),
@@ -134,6 +140,8 @@ impl Application {
         });
         let router = http::router(self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // The client's address rate-limits failed authentications.
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             // Event streams and workers watch this token.

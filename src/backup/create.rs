@@ -222,16 +222,26 @@ impl BackupHandler {
             }
         }
         // Users, roles and grants come with a whole-cluster backup (names only: passwords
-        // cannot be read). A Milvus without authorization has none to speak of.
-        let rbac = match backup.backup_type {
-            BackupType::Cluster => match client.read_rbac().await {
-                Ok(rbac) => Some(rbac),
-                Err(e) => {
-                    tracing::warn!(error = %e, "users and roles not readable; the backup holds none");
-                    None
+        // cannot be read); a collection backup holds the grants on its collections. A Milvus
+        // without authorization has none to speak of.
+        let rbac = match client.read_rbac().await {
+            Ok(rbac) => match backup.backup_type {
+                BackupType::Cluster => Some(rbac),
+                BackupType::Collection => {
+                    let own = collections
+                        .iter()
+                        .map(|c| {
+                            let key = (c.db_name.as_str(), c.collection_name.as_str());
+                            (key, key)
+                        })
+                        .collect();
+                    Some(rbac.collection_grants(&own)).filter(|grants| !grants.is_empty())
                 }
             },
-            BackupType::Collection => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "users and roles not readable; the backup holds none");
+                None
+            }
         };
         Ok(Plan {
             milvus_version,

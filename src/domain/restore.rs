@@ -1,6 +1,8 @@
 //! Restore rules with no I/O: what a restore job does (its plan) and how many shards a
 //! destination cluster allows.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub const RESTORE_COLLECTION_JOB: &str = "RESTORE_COLLECTION";
@@ -27,9 +29,29 @@ pub struct RestorePlan {
     /// in the destination's region).
     pub source_region_id: String,
     pub targets: Vec<RestoreTarget>,
-    /// Recreate the backup's users, roles and grants (restoreCluster, by default).
+    /// Recreate the backup's users, roles and grants (restoreCluster, by default), or, in a
+    /// collection restore, the grants on the restored collections (`restoreRbac`).
     #[serde(default)]
     pub rbac: bool,
+}
+
+impl RestorePlan {
+    pub fn renames(&self) -> BTreeMap<(&str, &str), (&str, &str)> {
+        renames(&self.targets)
+    }
+}
+
+/// Each restored collection's `(db, name)` in the backup → the `(db, name)` it takes.
+pub fn renames(targets: &[RestoreTarget]) -> BTreeMap<(&str, &str), (&str, &str)> {
+    targets
+        .iter()
+        .map(|t| {
+            (
+                (t.db_name.as_str(), t.collection_name.as_str()),
+                (t.dest_db_name.as_str(), t.dest_collection_name.as_str()),
+            )
+        })
+        .collect()
 }
 
 /// What a restore tells its caller: the users it created. Each new password is shown once,

@@ -87,6 +87,17 @@ async fn create_api_key(
     principal.require_owner("creating an API key")?;
     names::validate_resource_name("name", &body.name).map_err(Error::invalid)?;
     for (i, assignment) in body.project_roles.iter().enumerate() {
+        if let Some(first) = body.project_roles[..i]
+            .iter()
+            .position(|a| a.project_id == assignment.project_id)
+        {
+            return Err(Error::invalid(format!(
+                "projectRoles[{i}].projectId: project '{}' already has a role in \
+                 projectRoles[{first}]; give each project one role (a custom role can combine \
+                 privileges)",
+                assignment.project_id
+            )));
+        }
         if state
             .store
             .get_project(&assignment.project_id)

@@ -181,11 +181,11 @@ async fn delete_cluster(
     ApiPath(cluster_id): ApiPath<String>,
 ) -> ApiResult<ClusterDeleted> {
     let services = &state.services;
-    services
+    let cluster = services
         .visible_cluster(&principal, &cluster_id, Privilege::ClusterManage)
         .await?;
     services
-        .delete_cluster(&state.jobs, &cluster_id, Utc::now())
+        .delete_cluster(&principal, &state.jobs, &cluster, Utc::now())
         .await?;
     Ok(ok(ClusterDeleted { cluster_id }))
 }

@@ -2,8 +2,10 @@
 //! JSON, query strings and paths; 90413 for an oversized body; and `Auth`, which authenticates
 //! the bearer key and applies the per-key, per-route rate limit.
 
+use std::net::SocketAddr;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -185,7 +187,27 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let secret = bearer_secret(&parts.headers).ok_or(Error::Unauthenticated)?;
-        let principal = Principal::authenticate(&state.store, secret).await?;
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        let limited = |retry_after_secs| Error::RateLimited { retry_after_secs };
+        if let Some(client) = &client {
+            state
+                .auth_failures
+                .peek(client, "authentication")
+                .map_err(limited)?;
+        }
+        let principal = match Principal::authenticate(&state.store, secret).await {
+            Ok(principal) => principal,
+            Err(Error::Unauthenticated) => {
+                if let Some(client) = &client {
+                    let _ = state.auth_failures.check(client, "authentication");
+                }
+                return Err(Error::Unauthenticated);
+            }
+            Err(e) => return Err(e),
+        };
         let route = parts
             .extensions
             .get::<MatchedPath>()

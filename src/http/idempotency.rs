@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -18,6 +19,28 @@ use crate::store::IdempotencyClaim;
 pub const HEADER: &str = "idempotency-key";
 const WINDOW_HOURS: i64 = 24;
 const MAX_KEY_LEN: usize = 255;
+
+/// A request body as the same-request check compares it: parsed JSON, written back with
+/// object keys sorted, so spacing and key order do not make two equal requests differ;
+/// a body that is not JSON as sent.
+fn canonical_body(bytes: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => serde_json::to_vec(&sorted(value)).expect("JSON serializes"),
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(key) = req.headers().get(HEADER).cloned() else {
@@ -59,7 +82,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update(parts.uri.path());
-    hasher.update(&bytes);
+    hasher.update(canonical_body(&bytes));
     let request_hash = hex::encode(hasher.finalize());
     let now = Utc::now();
     let claim = state
@@ -128,4 +151,26 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         tracing::warn!(error = %e, "could not record an idempotent answer");
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_body;
+
+    #[test]
+    fn equal_json_bodies_compare_equal_whatever_their_spacing_and_key_order() {
+        let a = canonical_body(br#"{"backupType":"COLLECTION","dbCollections":[{"dbName":"d","collectionNames":["c"]}]}"#);
+        let b = canonical_body(
+            br#" { "dbCollections" : [ { "collectionNames": ["c"], "dbName": "d" } ],
+                   "backupType": "COLLECTION" } "#,
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, canonical_body(br#"{"backupType":"CLUSTER"}"#));
+        assert_ne!(
+            canonical_body(br#"{"a":[1,2]}"#),
+            canonical_body(br#"{"a":[2,1]}"#),
+            "array order is meaning"
+        );
+        assert_eq!(canonical_body(b"not json"), b"not json".to_vec());
+    }
 }

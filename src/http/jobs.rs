@@ -135,6 +135,15 @@ async fn list_jobs(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<JobList> {
     let page = params.page()?;
+    if let Some(job_type) = &query.job_type {
+        let known = state.jobs.registry().types();
+        if !known.contains(&job_type.as_str()) {
+            return Err(Error::invalid(format!(
+                "type '{job_type}' is not a job type; use one of: {}",
+                known.join(", ")
+            )));
+        }
+    }
     let filter = JobFilter {
         project_id: query.project_id,
         cluster_id: query.cluster_id,

@@ -52,6 +52,8 @@ pub struct AppState {
     pub regions: Arc<Regions>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Failed authentications per client address (`server.failed_auth_*`).
+    pub auth_failures: Arc<RateLimiter>,
     /// The use cases (`crate::service`): handlers call the rules there.
     pub services: crate::service::Services,
     pub jobs: crate::jobs::Jobs,
@@ -86,6 +88,19 @@ pub struct PageInfo {
     pub count: u64,
     pub current_page: u32,
     pub page_size: u32,
+}
+
+/// One page of a list held in memory (roles, regions): the page's items and the count of all.
+pub fn page_of<T>(items: Vec<T>, page: crate::store::Page) -> (PageInfo, Vec<T>) {
+    let count = items.len() as u64;
+    let skip =
+        (page.current_page.saturating_sub(1) as usize).saturating_mul(page.page_size as usize);
+    let items = items
+        .into_iter()
+        .skip(skip)
+        .take(page.page_size as usize)
+        .collect();
+    (PageInfo::new(count, page), items)
 }
 
 impl PageInfo {

@@ -1,4 +1,5 @@
-//! Per API key and route token buckets: `burst` requests at once, refilled at `per_second`.
+//! Token buckets: per API key and route (`burst` requests at once, refilled at `per_second`),
+//! and per client address for failed authentications.
 //! State is per process; with several replicas each enforces the limit on its own share.
 
 use std::collections::HashMap;
@@ -35,7 +36,17 @@ impl RateLimiter {
         self.check_at(key_id, route, Instant::now())
     }
 
+    /// Whether a token is there, without taking it (a check before costly work whose
+    /// outcome decides whether it is taken, as failed authentications are).
+    pub fn peek(&self, key_id: &str, route: &str) -> Result<(), u64> {
+        self.take_at(key_id, route, Instant::now(), false)
+    }
+
     fn check_at(&self, key_id: &str, route: &str, now: Instant) -> Result<(), u64> {
+        self.take_at(key_id, route, now, true)
+    }
+
+    fn take_at(&self, key_id: &str, route: &str, now: Instant, take: bool) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 10_000 {
             buckets.retain(|_, b| now.duration_since(b.updated) < IDLE);
@@ -50,7 +61,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.per_second;

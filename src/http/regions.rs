@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ok, ApiResult, AppState, Auth};
+use super::{ok, page_of, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_regions))
@@ -24,16 +24,20 @@ pub struct RegionView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionList {
-    count: u64,
+    #[serde(flatten)]
+    page: PageInfo,
     regions: Vec<RegionView>,
 }
 
 /// List the regions backups can be stored in.
-#[utoipa::path(get, path = "/v2/regions", tag = "regions", responses((status = 200, body = RegionList)))]
+#[utoipa::path(get, path = "/v2/regions", tag = "regions", params(PageParams),
+    responses((status = 200, body = RegionList)))]
 async fn list_regions(
     State(state): State<AppState>,
     Auth(_principal): Auth,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> ApiResult<RegionList> {
+    let page = params.page()?;
     let regions: Vec<RegionView> = state
         .regions
         .iter()
@@ -44,8 +48,6 @@ async fn list_regions(
             price_per_gb_month: r.info.price_per_gb_month,
         })
         .collect();
-    Ok(ok(RegionList {
-        count: regions.len() as u64,
-        regions,
-    }))
+    let (page, regions) = page_of(regions, page);
+    Ok(ok(RegionList { page, regions }))
 }

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ok, ApiJson, ApiResult, AppState, Auth};
+use super::{ok, page_of, ApiJson, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
 use crate::domain::access::{BuiltinRole, Privilege};
 use crate::domain::names;
 use crate::error::Error;
@@ -37,7 +37,8 @@ pub struct RoleView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleList {
-    count: u64,
+    #[serde(flatten)]
+    page: PageInfo,
     roles: Vec<RoleView>,
 }
 
@@ -51,10 +52,27 @@ async fn create_role(
 ) -> ApiResult<RoleView> {
     principal.require_owner("defining a role")?;
     names::validate_resource_name("roleName", &body.role_name).map_err(Error::invalid)?;
-    if BuiltinRole::parse(&body.role_name).is_some() {
+    // Names differing only in case would read as one role in a key's projectRoles.
+    if let Some(builtin) = BuiltinRole::NAMES
+        .iter()
+        .find(|name| name.eq_ignore_ascii_case(&body.role_name))
+    {
         return Err(Error::Conflict(format!(
-            "roleName '{}' is a built-in role; choose another name",
+            "roleName '{}' is the built-in role {builtin} (names are compared ignoring case); \
+             choose another name",
             body.role_name
+        )));
+    }
+    if let Some(existing) = state
+        .store
+        .list_roles()
+        .await?
+        .into_iter()
+        .find(|r| r.name.eq_ignore_ascii_case(&body.role_name))
+    {
+        return Err(Error::Conflict(format!(
+            "roleName '{}' already exists as '{}' (names are compared ignoring case)",
+            body.role_name, existing.name
         )));
     }
     if body.privileges.is_empty() {
@@ -86,8 +104,14 @@ async fn create_role(
 }
 
 /// List the built-in and custom roles with their privileges.
-#[utoipa::path(get, path = "/v2/roles", tag = "roles", responses((status = 200, body = RoleList)))]
-async fn list_roles(State(state): State<AppState>, Auth(_principal): Auth) -> ApiResult<RoleList> {
+#[utoipa::path(get, path = "/v2/roles", tag = "roles", params(PageParams),
+    responses((status = 200, body = RoleList)))]
+async fn list_roles(
+    State(state): State<AppState>,
+    Auth(_principal): Auth,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> ApiResult<RoleList> {
+    let page = params.page()?;
     let mut roles: Vec<RoleView> = BuiltinRole::NAMES
         .iter()
         .map(|name| RoleView {
@@ -113,8 +137,6 @@ async fn list_roles(State(state): State<AppState>, Auth(_principal): Auth) -> Ap
                 create_time: Some(r.created_at),
             }),
     );
-    Ok(ok(RoleList {
-        count: roles.len() as u64,
-        roles,
-    }))
+    let (page, roles) = page_of(roles, page);
+    Ok(ok(RoleList { page, roles }))
 }

@@ -113,6 +113,13 @@ impl Registry {
         self.handlers.get(job_type).is_some_and(|h| h.cancellable())
     }
 
+    /// Every registered job type, in name order.
+    pub fn types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        types
+    }
+
     /// The job types users may cancel, in name order.
     pub fn cancellable_types(&self) -> Vec<&str> {
         let mut types: Vec<&str> = self

@@ -19,7 +19,7 @@ use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
 use milvus::proto::milvus::{GetVersionRequest, ListDatabasesRequest, ShowCollectionsRequest};
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use catalog::{
     is_excluded_property, CollectionDescription, FieldDescription, IndexDescription,
@@ -38,6 +38,14 @@ pub enum MilvusError {
          them in milvus.token, which is stored encrypted"
     )]
     CredentialsInUri,
+    /// A CA certificate was given for a Milvus reached without TLS.
+    #[error("a CA certificate needs an https:// URI (Milvus with TLS); use https://host:port")]
+    TlsNeedsHttps,
+    /// The CA certificate is not usable PEM.
+    #[error(
+        "the CA certificate is not usable: {0}; give the PEM text (-----BEGIN CERTIFICATE-----...)"
+    )]
+    BadCaCertificate(String),
     #[error("Milvus at {uri} did not answer within {timeout_ms} ms")]
     Timeout { uri: String, timeout_ms: u128 },
     #[error("Milvus at {uri} is unreachable: {message}")]
@@ -97,17 +105,25 @@ pub fn parse_uri(uri: &str) -> Result<String, MilvusError> {
 
 impl MilvusClient {
     /// Prepares a client; the connection is made lazily by the first call, within `timeout`.
+    /// An `https://` URI speaks TLS, trusting the public web roots and `tls_ca_pem` (the CA
+    /// that signed a self-hosted Milvus's certificate) when given.
     pub fn new(
         uri: &str,
         token: Option<&SecretString>,
+        tls_ca_pem: Option<&str>,
         timeout: Duration,
     ) -> Result<MilvusClient, MilvusError> {
         let uri = parse_uri(uri)?;
-        let endpoint = Endpoint::from_shared(uri.clone())
+        let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|_| MilvusError::BadUri(uri.clone()))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true);
+        if let Some(tls) = tls_config(&uri, tls_ca_pem)? {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| MilvusError::BadCaCertificate(error_chain(&e)))?;
+        }
         let authorization = match token {
             Some(token) if !token.expose_secret().is_empty() => Some(
                 B64.encode(token.expose_secret())
@@ -150,7 +166,10 @@ impl MilvusClient {
             },
             tonic::Code::Unavailable | tonic::Code::Unknown => MilvusError::Unreachable {
                 uri: self.uri.clone(),
-                message: status.message().to_owned(),
+                message: match std::error::Error::source(&status) {
+                    Some(cause) => format!("{}: {}", status.message(), error_chain(cause)),
+                    None => status.message().to_owned(),
+                },
             },
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                 MilvusError::Unauthenticated {
@@ -246,6 +265,43 @@ impl MilvusClient {
             })
             .collect())
     }
+}
+
+/// TLS for an `https://` URI (web roots, plus the given CA); `None` for `http://`.
+fn tls_config(uri: &str, ca_pem: Option<&str>) -> Result<Option<ClientTlsConfig>, MilvusError> {
+    let ca_pem = ca_pem.filter(|pem| !pem.trim().is_empty());
+    if !uri.starts_with("https://") {
+        return match ca_pem {
+            Some(_) => Err(MilvusError::TlsNeedsHttps),
+            None => Ok(None),
+        };
+    }
+    let mut tls = ClientTlsConfig::new().with_webpki_roots();
+    if let Some(pem) = ca_pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(MilvusError::BadCaCertificate(
+                "it holds no PEM certificate".to_owned(),
+            ));
+        }
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(Some(tls))
+}
+
+/// An error with its causes, for transport failures whose top line says little
+/// ("transport error") and whose cause says what went wrong (a refused certificate).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// Milvus answers errors inside a successful gRPC response; both fields must say success.

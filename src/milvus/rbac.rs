@@ -9,6 +9,8 @@ use milvus::proto::milvus::{
     ObjectEntity, OperatePrivilegeRequest, OperatePrivilegeType, OperateUserRoleRequest,
     OperateUserRoleType, PrivilegeEntity, RoleEntity, SelectGrantRequest, SelectRoleRequest,
 };
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{check, MilvusClient, MilvusError};
@@ -46,6 +48,54 @@ pub struct RoleRecord {
 pub struct Rbac {
     pub users: Vec<String>,
     pub roles: Vec<RoleRecord>,
+}
+
+/// The object type of a grant on one collection.
+const COLLECTION_OBJECT: &str = "Collection";
+
+impl Rbac {
+    /// The grants on the collections of `renames` (`(db, name)` in the backup → `(db, name)`
+    /// they take), moved onto the names they take, with the roles that hold them: what a
+    /// COLLECTION backup records (every name mapped to itself) and a collection restore
+    /// recreates. No users or bindings: those belong to the whole cluster.
+    pub fn collection_grants(&self, renames: &BTreeMap<(&str, &str), (&str, &str)>) -> Rbac {
+        let roles = self
+            .roles
+            .iter()
+            .filter_map(|role| {
+                let mut grants: Vec<Grant> = role
+                    .grants
+                    .iter()
+                    .filter(|g| g.object_type == COLLECTION_OBJECT)
+                    .filter_map(|g| {
+                        let (db, name) =
+                            renames.get(&(g.db_name.as_str(), g.object_name.as_str()))?;
+                        Some(Grant {
+                            object_type: g.object_type.clone(),
+                            object_name: (*name).to_owned(),
+                            privilege: g.privilege.clone(),
+                            db_name: (*db).to_owned(),
+                        })
+                    })
+                    .collect();
+                grants.sort();
+                grants.dedup();
+                (!grants.is_empty()).then(|| RoleRecord {
+                    name: role.name.clone(),
+                    grants,
+                    users: Vec::new(),
+                })
+            })
+            .collect();
+        Rbac {
+            users: Vec::new(),
+            roles,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.roles.is_empty()
+    }
 }
 
 impl MilvusClient {
@@ -192,5 +242,71 @@ impl MilvusClient {
             .call(client.operate_user_role(self.request(message, None)))
             .await?;
         check(Some(&status), "OperateUserRole")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(object_type: &str, db: &str, name: &str, privilege: &str) -> Grant {
+        Grant {
+            object_type: object_type.to_owned(),
+            object_name: name.to_owned(),
+            privilege: privilege.to_owned(),
+            db_name: db.to_owned(),
+        }
+    }
+
+    fn rbac() -> Rbac {
+        Rbac {
+            users: vec!["ann".to_owned(), "root".to_owned()],
+            roles: vec![
+                RoleRecord {
+                    name: "readers".to_owned(),
+                    grants: vec![
+                        grant("Collection", "default", "docs", "Search"),
+                        grant("Collection", "default", "docs", "Query"),
+                        grant("Collection", "default", "other", "Search"),
+                        grant("Collection", "sales", "docs", "Search"),
+                        grant("Global", "default", "*", "CreateCollection"),
+                    ],
+                    users: vec!["ann".to_owned()],
+                },
+                RoleRecord {
+                    name: "admins".to_owned(),
+                    grants: vec![grant("Global", "default", "*", "All")],
+                    users: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn collection_grants_keep_only_the_mapped_collections_under_their_new_names() {
+        let renames = BTreeMap::from([(("default", "docs"), ("archive", "docs_2024"))]);
+        let grants = rbac().collection_grants(&renames);
+        assert!(grants.users.is_empty(), "users belong to the cluster");
+        assert_eq!(
+            grants.roles.len(),
+            1,
+            "a role without such grants is left out"
+        );
+        let role = &grants.roles[0];
+        assert_eq!(role.name, "readers");
+        assert!(role.users.is_empty(), "no bindings");
+        assert_eq!(
+            role.grants,
+            vec![
+                grant("Collection", "archive", "docs_2024", "Query"),
+                grant("Collection", "archive", "docs_2024", "Search"),
+            ],
+            "same name in another database, other collections and global grants left out"
+        );
+    }
+
+    #[test]
+    fn collection_grants_of_no_collection_are_empty() {
+        assert!(rbac().collection_grants(&BTreeMap::new()).is_empty());
     }
 }

@@ -282,8 +282,16 @@ impl RestoreHandler {
         }
         if plan.rbac {
             if let Some(rbac) = &attempt.manifest.rbac {
-                step(ctx, 97, "restoring users, roles and grants".to_owned()).await?;
-                self.restore_rbac(ctx, client, rbac).await?;
+                // A cluster restore brings everything; a collection restore the grants on
+                // the collections it restores, under their new names.
+                let rbac = if ctx.job().job_type == RESTORE_CLUSTER_JOB {
+                    step(ctx, 97, "restoring users, roles and grants".to_owned()).await?;
+                    rbac.clone()
+                } else {
+                    step(ctx, 97, "restoring grants".to_owned()).await?;
+                    rbac.collection_grants(&plan.renames())
+                };
+                self.restore_rbac(ctx, client, &rbac).await?;
             }
         }
         step(ctx, 99, "removing staging files".to_owned()).await?;

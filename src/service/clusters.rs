@@ -9,7 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::Services;
+use crate::auth::Principal;
 use crate::clusters::{self, ClusterAccessError, ClusterSecrets};
+use crate::domain::access::Privilege;
 use crate::domain::backups::BackupStatus;
 use crate::domain::clusters::{ClusterStorage, Plan, MAX_CU_SIZE};
 use crate::domain::{ids, names};
@@ -40,6 +42,9 @@ pub struct MilvusInput {
     pub uri: String,
     /// `user:password` or an API key; stored encrypted.
     pub token: Option<String>,
+    /// For an `https://` URI whose certificate a private CA signed: that CA's certificate
+    /// (PEM text). Public CAs are trusted without it.
+    pub tls_ca_pem: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,6 +95,14 @@ impl RegisterCluster {
             )));
         }
         parse_uri(&self.milvus.uri).map_err(|e| Error::invalid(format!("milvus.uri: {e}")))?;
+        let probe = Duration::from_secs(1);
+        MilvusClient::new(
+            &self.milvus.uri,
+            None,
+            self.milvus.tls_ca_pem.as_deref(),
+            probe,
+        )
+        .map_err(|e| Error::invalid(format!("milvus.tlsCaPem: {e}")))?;
         match &self.storage {
             StorageInput::Local { path } => {
                 if !path.starts_with('/') {
@@ -173,6 +186,7 @@ impl Services {
             ),
         };
         secrets.milvus_token = body.milvus.token.filter(|t| !t.is_empty());
+        secrets.milvus_tls_ca_pem = body.milvus.tls_ca_pem.filter(|pem| !pem.trim().is_empty());
         check_storage(&storage, &secrets).await?;
         let cluster = Cluster {
             id: ids::new_cluster_id(),
@@ -217,6 +231,14 @@ impl Services {
                 Err(Error::Unprocessable(format!(
                     "milvus.token: Milvus at {} refused it; give user:password of a Milvus \
                      user that may read the cluster (or its API key)",
+                    cluster.milvus_uri
+                )))
+            }
+            Err(MilvusError::Unreachable { message, .. }) if is_tls_failure(&message) => {
+                Err(Error::Unprocessable(format!(
+                    "milvus.tlsCaPem: TLS with Milvus at {} failed ({message}); give the CA \
+                     certificate (PEM) that signed its server certificate, or an http:// URI \
+                     if that Milvus does not speak TLS",
                     cluster.milvus_uri
                 )))
             }
@@ -323,13 +345,41 @@ impl Services {
     /// Removes a cluster from the registry; its Milvus is not touched. Its automatic backups
     /// go with it (finished ones now, running ones are canceled and swept once they end);
     /// manual backups stay.
+    ///
+    /// Taking the automatic backups is deleting backups: a key without `backup.delete` may
+    /// delete a cluster only when none is left to take.
     pub async fn delete_cluster(
         &self,
+        principal: &Principal,
         jobs: &Jobs,
-        cluster_id: &str,
+        cluster: &Cluster,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        for (id, status, job_id) in self.store.auto_backups_of_cluster(cluster_id).await? {
+        let cluster_id = cluster.id.as_str();
+        let autos = self.store.auto_backups_of_cluster(cluster_id).await?;
+        let live = autos
+            .iter()
+            .filter(|(_, status, _)| {
+                !matches!(status, BackupStatus::Deleting | BackupStatus::Deleted)
+            })
+            .count();
+        if live > 0 {
+            principal
+                .authorize(
+                    &cluster.project_id,
+                    Privilege::BackupDelete,
+                    "cluster",
+                    cluster_id,
+                )
+                .map_err(|e| match e {
+                    Error::Forbidden(_) => Error::Forbidden(format!(
+                        "deleting cluster {cluster_id} deletes its {live} automatic backup(s), \
+                         which needs the privilege backup.delete; use a key whose role has it"
+                    )),
+                    other => other,
+                })?;
+        }
+        for (id, status, job_id) in autos {
             match status {
                 BackupStatus::Creating => {
                     let job = match job_id {
@@ -358,6 +408,21 @@ impl Services {
         tracing::info!(%cluster_id, "cluster deleted");
         Ok(())
     }
+}
+
+/// A handshake that failed (an unknown issuer, a name mismatch, a server without TLS) is
+/// the registration's mistake, not a Milvus that is down.
+fn is_tls_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
 }
 
 /// Milvus 2.3 answers a bad token inside the response status, in words.

@@ -16,7 +16,7 @@ use crate::domain::backups::BackupStatus;
 use crate::domain::clusters::DedicatedOnly;
 use crate::domain::names;
 use crate::domain::restore::{
-    RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
+    renames, RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
 };
 use crate::error::Error;
 use crate::store::{BackedUpCollection, Backup, Cluster};
@@ -52,6 +52,9 @@ pub struct RestoreCollections {
     /// Omitted or empty: every collection of the backup, under its own name, NOT_LOADED.
     #[serde(default)]
     pub db_collections: Vec<DbToRestore>,
+    /// Grant the backup's roles their privileges on the restored collections, under the
+    /// names they take (default false). Missing roles are created; no users are.
+    pub restore_rbac: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -143,7 +146,19 @@ impl Services {
         } else {
             chosen_targets(&backup, &body.db_collections)?
         };
-        self.start_restore(&backup, dest, RESTORE_COLLECTION_JOB, targets, false)
+        let rbac = body.restore_rbac.unwrap_or(false);
+        let has_grants = backup
+            .rbac
+            .as_ref()
+            .is_some_and(|r| !r.collection_grants(&renames(&targets)).is_empty());
+        if rbac && !has_grants {
+            return Err(Error::Unprocessable(format!(
+                "restoreRbac: backup {backup_id} holds no grants on the collections chosen \
+                 (its Milvus had no role granted on them, or authorization off); leave \
+                 restoreRbac out"
+            )));
+        }
+        self.start_restore(&backup, dest, RESTORE_COLLECTION_JOB, targets, rbac)
             .await
     }
 

@@ -670,8 +670,146 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
     }
 }
 
+async fn failed_authentications_are_limited_per_client_address(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.server.failed_auth_per_second = 1;
+        c.server.failed_auth_burst = 3;
+    })
+    .await;
+    // A valid key takes nothing from the address's budget.
+    for _ in 0..5 {
+        let (status, _) = app
+            .call(Method::GET, "/v2/projects", Some(&app.admin_key), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for i in 0..3 {
+        let (status, json) = app
+            .call(
+                Method::GET,
+                "/v2/projects",
+                Some(&format!("bsk_guess_{i}")),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
+    }
+    // Used up: refused before any lookup, whatever the key.
+    let response = app
+        .client
+        .get(format!("{}/v2/projects", app.base))
+        .bearer_auth("bsk_guess_3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["code"], 90429);
+}
+
+/// Filters, names and lists that used to be taken as they came.
+async fn filters_role_names_and_key_roles_are_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    // /v2/jobs validates its filters as /v2/backups does.
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/jobs?type=BAKUP",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 400, "type 'BAKUP' is not a job type");
+    assert!(
+        j["message"].as_str().unwrap().contains("DELETE_BACKUP"),
+        "{j}"
+    );
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/v2/jobs?type=BACKUP",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A custom role may not take a built-in's name, nor another's, in any case.
+    for name in ["admin", "Read_Only", "READ_WRITE"] {
+        let (s, j) = app
+            .call(
+                Method::POST,
+                "/v2/roles",
+                Some(&app.admin_key),
+                Some(json!({"roleName": name, "privileges": ["backup.read"]})),
+            )
+            .await;
+        assert_error(s, &j, 409, "built-in role");
+    }
+    app.admin(
+        Method::POST,
+        "/v2/roles",
+        Some(json!({"roleName": "Ops", "privileges": ["backup.read"]})),
+    )
+    .await;
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/roles",
+            Some(&app.admin_key),
+            Some(json!({"roleName": "ops", "privileges": ["job.read"]})),
+        )
+        .await;
+    assert_error(s, &j, 409, "already exists as 'Ops'");
+
+    // One role per project in a key.
+    let (s, j) = app
+        .call(
+            Method::POST,
+            "/v2/apiKeys",
+            Some(&app.admin_key),
+            Some(json!({"name": "twice", "projectRoles": [
+                {"projectId": project, "role": "READ_ONLY"},
+                {"projectId": project, "role": "ADMIN"}]})),
+        )
+        .await;
+    assert_error(s, &j, 400, "projectRoles[1].projectId");
+
+    // Roles and regions page like every other list.
+    let roles = app
+        .admin(Method::GET, "/v2/roles?pageSize=2&currentPage=2", None)
+        .await;
+    assert_eq!(roles["count"], 4, "three built-in and Ops: {roles}");
+    assert_eq!(roles["currentPage"], 2);
+    assert_eq!(roles["pageSize"], 2);
+    let names: Vec<&str> = roles["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["roleName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["READ_ONLY", "Ops"]);
+    let regions = app.admin(Method::GET, "/v2/regions", None).await;
+    assert_eq!(regions["count"], 1, "{regions}");
+    assert_eq!(regions["currentPage"], 1);
+    assert_eq!(regions["pageSize"], 10);
+    let (s, j) = app
+        .call(
+            Method::GET,
+            "/v2/regions?pageSize=0",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_error(s, &j, 400, "pageSize");
+}
+
 on_both_backends!(
     role_matrix,
+    failed_authentications_are_limited_per_client_address,
+    filters_role_names_and_key_roles_are_checked,
     listings_show_only_visible_projects,
     bad_input_gets_clear_errors,
     rate_limit_answers_429_with_retry_after,

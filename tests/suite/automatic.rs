@@ -5,7 +5,7 @@
 use backstop::automatic::Scheduler;
 use backstop::service::Services;
 use backstop::store::Store;
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -216,11 +216,15 @@ async fn retention_deletes_only_automatic_backups(backend: Backend) {
     let other = app
         .register_cluster(&project, "other", &milvus.uri, &milvus.storage)
         .await;
+    // A window twelve hours away from now, so that the sweeper's ticks below (now, in one
+    // day, in three) fall outside it and start no automatic backup of their own.
+    let hour = (Utc::now().hour() + 12) % 24;
+    let window = format!("{hour:02}:00-{hour:02}:59");
     for c in [&cluster, &other] {
         app.admin(
             Method::POST,
             &format!("/v2/clusters/{c}/backups/policy"),
-            Some(json!({"enabled": true, "frequency": "1,2,3,4,5,6,7", "startTime": "00:00-01:00", "retentionDays": 2})),
+            Some(json!({"enabled": true, "frequency": "1,2,3,4,5,6,7", "startTime": window, "retentionDays": 2})),
         )
         .await;
     }
@@ -531,7 +535,73 @@ async fn toggling_a_policy_starts_one_backup(backend: Backend) {
     assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 1);
 }
 
+/// Deleting a cluster takes its automatic backups with it, so it needs `backup.delete` as
+/// well as `cluster.manage` while it has any; without them `cluster.manage` is enough.
+async fn deleting_a_cluster_with_automatic_backups_needs_backup_delete(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let read_write = app.create_key(&project, "READ_WRITE").await;
+    let with_autos = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let plain = app
+        .register_cluster(&project, "dev", &milvus.uri, &milvus.storage)
+        .await;
+    app.admin(
+        Method::POST,
+        &format!("/v2/clusters/{with_autos}/backups/policy"),
+        Some(json!({"enabled": true, "frequency": "1,2,3,4,5,6,7", "startTime": "00:00-23:59", "retentionDays": 3})),
+    )
+    .await;
+    assert_eq!(backups(&app, &with_autos, "AUTO").await.len(), 1);
+
+    let (status, json) = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/clusters/{with_autos}"),
+            Some(&read_write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert!(
+        json["message"].as_str().unwrap().contains("backup.delete"),
+        "{json}"
+    );
+    let still = app
+        .admin(Method::GET, &format!("/v2/clusters/{with_autos}"), None)
+        .await;
+    assert_eq!(still["clusterId"], json!(with_autos), "nothing deleted");
+    assert_eq!(
+        backups(&app, &with_autos, "AUTO").await[0]["status"],
+        "CREATING"
+    );
+
+    let (status, json) = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/clusters/{plain}"),
+            Some(&read_write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    // An ADMIN key (backup.delete) deletes the other one, its automatic backup too.
+    let admin = app.create_key(&project, "ADMIN").await;
+    let (status, json) = app
+        .call(
+            Method::DELETE,
+            &format!("/v2/clusters/{with_autos}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+}
+
 on_both_backends!(
+    deleting_a_cluster_with_automatic_backups_needs_backup_delete,
     toggling_a_policy_starts_one_backup,
     scheduler_takes_each_slot_once_on_chosen_days,
     retention_deletes_only_automatic_backups,

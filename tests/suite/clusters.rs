@@ -89,11 +89,16 @@ async fn registration_refuses_storage_and_tokens_that_do_not_work(backend: Backe
     )
     .await;
     let token = secrecy::SecretString::from(s3_milvus.token.clone());
-    backstop::milvus::MilvusClient::new(&s3_milvus.uri, Some(&token), Duration::from_secs(30))
-        .unwrap()
-        .flush_and_wait(&db, std::slice::from_ref(&flushed), Duration::from_secs(60))
-        .await
-        .unwrap();
+    backstop::milvus::MilvusClient::new(
+        &s3_milvus.uri,
+        Some(&token),
+        None,
+        Duration::from_secs(30),
+    )
+    .unwrap()
+    .flush_and_wait(&db, std::slice::from_ref(&flushed), Duration::from_secs(60))
+    .await
+    .unwrap();
     let register = |milvus: Value, storage: Value| {
         let app = &app;
         let body = json!({"clusterName": unique("c").replace('_', "-"), "projectId": project,

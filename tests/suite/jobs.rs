@@ -946,6 +946,29 @@ async fn idempotency_key_replays_the_first_answer(backend: Backend) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(first, again, "{first} vs {again}");
+
+    // The same request is the same JSON, whatever its spacing and key order.
+    let send = |body: &'static str| {
+        app.client
+            .post(format!("{}/v2/roles", app.base))
+            .bearer_auth(&app.admin_key)
+            .header("Idempotency-Key", "k-json")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = send(r#"{"roleName":"viewer","privileges":["backup.read","job.read"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let again = send(
+        r#"{ "privileges": [ "backup.read", "job.read" ],
+             "roleName": "viewer" }"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
 }
 
 on_both_backends!(

@@ -20,3 +20,4 @@ mod restores_s3;
 mod store;
 mod store_backups;
 mod support;
+mod tls;

@@ -1,5 +1,6 @@
 //! Users, roles and grants in CLUSTER backups of an authorization-enabled Milvus, restored by
-//! restoreCluster into a second one: missing users get new passwords, shown once.
+//! restoreCluster into a second one: missing users get new passwords, shown once. COLLECTION
+//! backups hold the grants on their collections, restored by restoreCollection when asked.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -184,4 +185,118 @@ async fn cluster_restore_brings_users_roles_and_grants() {
         .await;
     assert!(listed.to_string().contains(&collection), "{listed}");
     drop(dest);
+}
+
+/// A COLLECTION backup records the grants on its collections (not users, not other
+/// collections' grants); restoreCollection with `restoreRbac` grants them on the restored,
+/// renamed collection, and without it grants nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_restore_brings_the_grants_on_its_collections() {
+    let milvus = shared_s3_milvus();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let project = app.create_project("p").await;
+    let (db, other_db) = (unique("db"), unique("db"));
+    let (collection, ungranted) = (unique("c"), unique("c"));
+    let (user, role) = (unique("u"), unique("r"));
+    for name in [&collection, &ungranted] {
+        seed_as(
+            &milvus.uri,
+            Some(ROOT),
+            &["create-collection", &db, name, "10"],
+        )
+        .await;
+    }
+    seed_as(
+        &milvus.uri,
+        Some(ROOT),
+        &["create-rbac", &user, "Password123", &role, &db, &collection],
+    )
+    .await;
+    let cluster = app
+        .register_in(&project, "source", "local", milvus.registration())
+        .await;
+    let backup_of = |name: String| {
+        let (app, cluster, db) = (&app, &cluster, &db);
+        async move {
+            let created = app
+                .admin(
+                    Method::POST,
+                    &format!("/v2/clusters/{cluster}/backups/create"),
+                    Some(json!({"backupType": "COLLECTION",
+                                "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+                )
+                .await;
+            let job = wait_for_job_within(app, created["jobId"].as_str().unwrap(), LIMIT).await;
+            assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+            created["backupId"].as_str().unwrap().to_owned()
+        }
+    };
+    let backup = backup_of(collection.clone()).await;
+    let details = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        details["rbac"],
+        json!({"users": [], "roles": [{"name": role, "users": [], "grants": [
+            {"objectType": "Collection", "objectName": collection, "privilege": "Search", "dbName": db}]}]}),
+        "{details}"
+    );
+
+    let restore = |renamed: &str, rbac: Option<bool>| {
+        let mut body = json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+            "destDbName": other_db, "collections": [{"collectionName": collection,
+            "destCollectionName": renamed}]}]});
+        if let Some(rbac) = rbac {
+            body["restoreRbac"] = json!(rbac);
+        }
+        body
+    };
+    let path = format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection");
+    let (plain, granted) = (unique("plain"), unique("granted"));
+    for (renamed, rbac) in [(&plain, None), (&granted, Some(true))] {
+        let started = app
+            .admin(Method::POST, &path, Some(restore(renamed, rbac)))
+            .await;
+        let job = wait_for_job_within(&app, started["jobId"].as_str().unwrap(), LIMIT).await;
+        assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    }
+    let now = rbac_of(&milvus.uri).await;
+    assert_eq!(
+        now["roles"][&role]["grants"],
+        json!([
+            ["Collection", collection, "Search", db],
+            ["Collection", granted, "Search", other_db],
+        ]),
+        "the grant follows the renamed collection only when asked: {now}"
+    );
+    assert_eq!(now["roles"][&role]["users"], json!([user]), "{now}");
+
+    // Asked of a backup that holds no grant on what it restores: refused up front.
+    let bare = backup_of(ungranted.clone()).await;
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{bare}/restoreCollection"),
+            Some(&app.admin_key),
+            Some(json!({"destClusterId": cluster, "restoreRbac": true,
+                        "dbCollections": [{"dbName": db, "collections": [
+                            {"collectionName": ungranted, "destCollectionName": unique("x")}]}]})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("restoreRbac"),
+        "{answer}"
+    );
 }

@@ -84,6 +84,8 @@ pub fn test_config(db: &TestDb) -> Config {
     config.database.max_connections = 5;
     config.server.rate_limit_per_second = 1000;
     config.server.rate_limit_burst = 1000;
+    // The role matrix tries an unknown key on every route from one address.
+    config.server.failed_auth_burst = 1000;
     config.server.shutdown_grace_secs = 2;
     config.milvus.probe_timeout_ms = 1500;
     config.milvus.request_timeout_secs = 10;
@@ -359,14 +361,23 @@ pub async fn seed_output(uri: &str, args: &[&str]) -> String {
 
 /// `seed_output` signed in with `token` (a Milvus with authorization on).
 pub async fn seed_as(uri: &str, token: Option<&str>, args: &[&str]) -> String {
+    let env: Vec<(&str, &str)> = token.map(|t| ("MILVUS_TOKEN", t)).into_iter().collect();
+    seed_with(uri, &env, args).await
+}
+
+/// `seed_output` over TLS to a Milvus whose certificate `ca` signed.
+pub async fn seed_tls(uri: &str, ca: &TestCa, args: &[&str]) -> String {
+    let ca_file = ca.ca_file.to_str().expect("utf-8 path");
+    seed_with(uri, &[("MILVUS_CA_PEM", ca_file)], args).await
+}
+
+async fn seed_with(uri: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let mut command = tokio::process::Command::new(milvus_python());
     command
         .arg(repo_root().join("tests/support/milvus_seed.py"))
         .arg(uri)
-        .args(args);
-    if let Some(token) = token {
-        command.env("MILVUS_TOKEN", token);
-    }
+        .args(args)
+        .envs(env.iter().copied());
     let output = command.output().await.expect("run milvus_seed.py");
     assert!(
         output.status.success(),
@@ -397,6 +408,19 @@ impl PrivateMilvus {
 
     /// A private Milvus started with extra `milvus-server` flags (e.g. authorization on).
     pub async fn start_with(flags: &[&str]) -> PrivateMilvus {
+        Self::start_inner(flags, None).await
+    }
+
+    /// A private Milvus serving one-way TLS (`--tls-mode 1`) with a certificate `ca`
+    /// signed; its `uri` is `https://127.0.0.1:PORT`.
+    pub async fn start_tls(ca: &TestCa) -> PrivateMilvus {
+        let (pem, key) = (ca.server_pem.to_str(), ca.server_key.to_str());
+        let flags = ["--tls-mode", "1", "--server-pem-path", pem.unwrap()];
+        let flags = [&flags[..], &["--server-key-path", key.unwrap()]].concat();
+        Self::start_inner(&flags, Some(&ca.ca_pem)).await
+    }
+
+    async fn start_inner(flags: &[&str], tls_ca_pem: Option<&str>) -> PrivateMilvus {
         let turn = tokio::task::spawn_blocking(|| {
             let path = std::env::temp_dir().join("backstop-private-milvus.lock");
             let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
@@ -432,8 +456,13 @@ impl PrivateMilvus {
                 .unwrap_or_else(|| panic!("no {name} in {line}"))
                 .to_owned()
         };
+        let uri = field("uri");
+        let uri = match tls_ca_pem {
+            Some(_) => uri.replacen("http://", "https://", 1),
+            None => uri,
+        };
         let milvus = PrivateMilvus {
-            uri: field("uri"),
+            uri,
             storage: field("storage"),
             dir,
             _turn: turn,
@@ -442,6 +471,7 @@ impl PrivateMilvus {
         let client = backstop::milvus::MilvusClient::new(
             &milvus.uri,
             None,
+            tls_ca_pem,
             std::time::Duration::from_secs(5),
         )
         .unwrap();
@@ -474,6 +504,93 @@ impl PrivateMilvus {
 impl Drop for PrivateMilvus {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A certificate authority of the test's own and a server certificate it signed for
+/// `localhost` and `127.0.0.1` (made with openssl).
+pub struct TestCa {
+    /// The CA's certificate, PEM.
+    pub ca_pem: String,
+    pub ca_file: PathBuf,
+    pub server_pem: PathBuf,
+    pub server_key: PathBuf,
+    _dir: TempDir,
+}
+
+impl TestCa {
+    pub fn generate() -> TestCa {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let output = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs (scripts/test installs it: apt-get install openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Backstop test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCa {
+            ca_pem: std::fs::read_to_string(path("ca.pem")).unwrap(),
+            ca_file: path("ca.pem"),
+            server_pem: path("server.pem"),
+            server_key: path("server.key"),
+            _dir: dir,
+        }
     }
 }
 

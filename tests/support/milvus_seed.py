@@ -5,6 +5,7 @@
     milvus_seed.py URI drop-collection DB NAME
     milvus_seed.py URI create-many DB PREFIX COUNT
     milvus_seed.py URI dump DB NAME
+    milvus_seed.py URI create-wide DB NAME ROWS DIM
     milvus_seed.py URI create-rbac USER PASSWORD ROLE DB COLLECTION
     milvus_seed.py URI rbac
     milvus_seed.py URI can-login USER PASSWORD
@@ -17,12 +18,15 @@ deleted, an IVF_FLAT index, and the TTL and mmap properties set (a backup must l
 dump: prints one JSON object: the collection's shard count, partitions, indexes, whether it
 is loaded, and every row (sorted by id; dynamic fields included), loading it to read (with a
 FLAT index when it has none).
+create-wide: collection NAME (int64 pk, float vector dim DIM of random values) with ROWS rows
+inserted in ~16 MB batches, then flushed: ROWS x DIM x 4 bytes of binlogs (benchmarks).
 create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
 create-rbac: user USER with PASSWORD, role ROLE granted Search on DB.COLLECTION, USER in ROLE.
 rbac: prints users and roles (with members and grants) as JSON.
 can-login: exits 0 when USER / PASSWORD sign in, 1 when refused.
 Prints `ok` on success. With MILVUS_TOKEN set (`user:password`), it signs in (a Milvus with
-authorization on).
+authorization on); with MILVUS_CA_PEM set (a file), it speaks TLS, trusting that CA (URI
+https://...).
 """
 import json
 import os
@@ -32,13 +36,19 @@ from pymilvus import (Collection, CollectionSchema, DataType, FieldSchema, conne
                       utility)
 
 
+def tls():
+    """pymilvus's TLS arguments when MILVUS_CA_PEM names a CA file."""
+    ca = os.environ.get("MILVUS_CA_PEM")
+    return {"secure": True, "server_pem_path": ca, "server_name": "localhost"} if ca else {}
+
+
 def connect(uri, db_name, alias="seed"):
     token = os.environ.get("MILVUS_TOKEN", "")
-    connections.connect(alias=alias, uri=uri, token=token, timeout=60)
+    connections.connect(alias=alias, uri=uri, token=token, timeout=60, **tls())
     if db_name != "default" and db_name not in db.list_database(using=alias):
         db.create_database(db_name, using=alias)
     connections.disconnect(alias)
-    connections.connect(alias=alias, uri=uri, token=token, db_name=db_name, timeout=60)
+    connections.connect(alias=alias, uri=uri, token=token, db_name=db_name, timeout=60, **tls())
     return alias
 
 
@@ -131,6 +141,25 @@ def drop_collection(uri, db_name, name):
     print("ok")
 
 
+def create_wide(uri, db_name, name, rows, dim):
+    import numpy as np
+    alias = connect(uri, db_name)
+    if utility.has_collection(name, using=alias):
+        raise SystemExit(f"collection {db_name}.{name} already exists")
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=dim),
+    ])
+    collection = Collection(name, schema, using=alias, shards_num=1)
+    batch = max(1, (16 << 20) // (dim * 4))
+    rng = np.random.default_rng(7)
+    for start in range(0, rows, batch):
+        n = min(batch, rows - start)
+        collection.insert([list(range(start, start + n)), rng.random((n, dim), dtype=np.float32)])
+    collection.flush()
+    print("ok")
+
+
 def create_rbac(uri, user, password, role_name, db_name, collection):
     from pymilvus import Role
     alias = connect(uri, db_name)
@@ -151,7 +180,8 @@ def rbac(uri):
         grants = []
         for name in db.list_database(using=alias):
             connections.disconnect(alias)
-            connections.connect(alias=alias, uri=uri, token=os.environ.get("MILVUS_TOKEN", ""), db_name=name)
+            connections.connect(alias=alias, uri=uri, token=os.environ.get("MILVUS_TOKEN", ""),
+                                db_name=name, **tls())
             for g in Role(item.role_name, using=alias).list_grants(db_name=name).groups:
                 grants.append([g.object, g.object_name, g.privilege, g.db_name])
         roles[item.role_name] = {"users": sorted(item.users), "grants": sorted(grants)}
@@ -161,7 +191,8 @@ def rbac(uri):
 def can_login(uri, user, password):
     try:
         # Signing in is all that is checked: a new user may hold no privilege to list anything.
-        connections.connect(alias="login", uri=uri, token=f"{user}:{password}", timeout=20)
+        connections.connect(alias="login", uri=uri, token=f"{user}:{password}", timeout=20,
+                            **tls())
         utility.get_server_version(using="login")
     except Exception as e:  # refused: wrong password or unknown user
         print(f"refused: {e}")
@@ -177,6 +208,8 @@ def main(argv):
         create_collection(uri, args[0], args[1], int(args[2]) if len(args) > 2 else 0)
     elif command == "create-rich":
         create_rich(uri, args[0], args[1], int(args[2]))
+    elif command == "create-wide":
+        create_wide(uri, args[0], args[1], int(args[2]), int(args[3]))
     elif command == "create-many":
         create_many(uri, args[0], args[1], int(args[2]))
     elif command == "dump":

@@ -79,7 +79,7 @@ export async function loadProjects(signal) {
 }
 
 export async function loadRegions(signal) {
-  return (await api('GET', '/v2/regions', undefined, { signal })).regions;
+  return (await api('GET', '/v2/regions?pageSize=100', undefined, { signal })).regions;
 }
 
 /** Every cluster the key can see (restore destinations), up to the API's page limit. */

@@ -1,0 +1,286 @@
+//! Restore benchmark: one collection (`BENCH_ROWS` x `BENCH_DIM` random floats; by default
+//! 140,000 x 512, ~275 MB of binlogs) restored through the API into a Milvus that keeps its
+//! binlogs in S3, with the two ways of staging side by side in one run, alternating:
+//!
+//! - **server-side**: the backup's region and the Milvus bucket share an endpoint, so staging
+//!   is S3 `CopyObject` inside the server;
+//! - **streamed**: the same S3 server named by another host name (`localhost` for
+//!   `127.0.0.1`), so the endpoints differ and every byte streams through the service.
+//!
+//! Each figure is a whole restore job, POST to SUCCESSFUL: verify, create, stage, import, row
+//! check, index, load.
+//!
+//! ```sh
+//! scripts/test --exec cargo bench --bench restore     # starts SeaweedFS and the S3 Milvus
+//! BENCH_ROWS=70000 BENCH_ROUNDS=3 scripts/test --exec cargo bench --bench restore
+//! ```
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
+use backstop::objects::S3Store;
+use backstop::Application;
+use serde_json::{json, Value};
+
+const MB: f64 = 1_000_000.0;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the benchmark as `scripts/test --exec cargo bench --bench \
+             restore`, which starts SeaweedFS and a Milvus on it"
+        )
+    })
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        assert_eq!(answer["code"], 0, "{method} {path}: {answer}");
+        answer["data"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Waits for the job to end; panics unless it succeeded.
+    async fn finished(&self, job_id: &str) {
+        loop {
+            let job = self.get(&format!("/v2/jobs/{job_id}")).await;
+            match job["status"].as_str() {
+                Some("SUCCESSFUL") => return,
+                Some("FAILED" | "CANCELED") => panic!("job {job_id} ended: {job}"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+/// Runs `tests/support/milvus_seed.py` against the S3 Milvus.
+async fn seed(uri: &str, token: &str, args: &[&str]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var("BACKSTOP_TEST_MILVUS_VENV").map_or_else(
+        |_| PathBuf::from(env("HOME")).join(".cache/backstop/venv-milvus"),
+        PathBuf::from,
+    );
+    let output = tokio::process::Command::new(venv.join("bin/python"))
+        .arg(root.join("tests/support/milvus_seed.py"))
+        .arg(uri)
+        .args(args)
+        .env("MILVUS_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "milvus_seed.py {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn s3_region(id: &str, endpoint: &str, bucket: &str) -> RegionConfig {
+    RegionConfig {
+        id: id.to_owned(),
+        cloud_provider: "aws".to_owned(),
+        price_per_gb_month: 0.02,
+        storage: StorageConfig::S3(S3Config {
+            endpoint: Some(endpoint.to_owned()),
+            bucket: bucket.to_owned(),
+            prefix: "backstop".to_owned(),
+            region: "us-east-1".to_owned(),
+            access_key_id: env("BACKSTOP_TEST_S3_ACCESS_KEY"),
+            secret_access_key: env("BACKSTOP_TEST_S3_SECRET_KEY").into(),
+            force_path_style: true,
+            part_size_mib: 16,
+            parts_in_flight: 4,
+        }),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; test runners list or run bench binaries without it.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let rows = env_usize("BENCH_ROWS", 140_000);
+    let dim = env_usize("BENCH_DIM", 512);
+    let rounds = env_usize("BENCH_ROUNDS", 2);
+    let endpoint = env("BACKSTOP_TEST_S3_ENDPOINT");
+    let other_name = endpoint.replacen("127.0.0.1", "localhost", 1);
+    assert_ne!(
+        other_name, endpoint,
+        "the S3 endpoint must be http://127.0.0.1:PORT"
+    );
+    let milvus_uri = env("BACKSTOP_TEST_MILVUS_S3_URI");
+    let token = env("BACKSTOP_TEST_MILVUS_S3_TOKEN");
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    let work = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded_default();
+    config.data_dir = work.path().join("data");
+    config.scheduler.enabled = false;
+    config.server.rate_limit_per_second = 1000;
+    config.server.rate_limit_burst = 1000;
+    let (same_bucket, streamed_bucket) = (format!("bench-same-{tag}"), format!("bench-far-{tag}"));
+    config.regions = vec![
+        s3_region("same", &endpoint, &same_bucket),
+        s3_region("streamed", &other_name, &streamed_bucket),
+    ];
+    for region in &config.regions {
+        let StorageConfig::S3(s3) = &region.storage else {
+            unreachable!()
+        };
+        S3Store::new(s3).create_bucket_if_missing().await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build_with(config, listener, backstop::jobs::Registry::new())
+        .await
+        .unwrap();
+    let api = Api {
+        base: format!("http://{}", app.local_addr().unwrap()),
+        key: app.bootstrap_key().unwrap().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    tokio::spawn(app.run_until(std::future::pending()));
+
+    let project = api
+        .post("/v2/projects", json!({"projectName": "bench"}))
+        .await["projectId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let storage = json!({"type": "s3", "endpoint": endpoint,
+        "bucket": env("BACKSTOP_TEST_MILVUS_S3_BUCKET"), "rootPath": env("BACKSTOP_TEST_MILVUS_S3_ROOT"),
+        "accessKeyId": env("BACKSTOP_TEST_S3_ACCESS_KEY"),
+        "secretAccessKey": env("BACKSTOP_TEST_S3_SECRET_KEY")});
+    let db = format!("bench_{tag}");
+    let collection = "wide";
+    println!(
+        "restore benchmark: {rows} rows x dim {dim} into the S3-backed Milvus at {milvus_uri}"
+    );
+    let seeded = Instant::now();
+    seed(
+        &milvus_uri,
+        &token,
+        &[
+            "create-wide",
+            &db,
+            collection,
+            &rows.to_string(),
+            &dim.to_string(),
+        ],
+    )
+    .await;
+    println!("seeded in {:.1} s", seeded.elapsed().as_secs_f64());
+
+    // The same Milvus registered twice, once per region: its backups land in that region.
+    let mut cases = Vec::new();
+    for region in ["same", "streamed"] {
+        let cluster = api
+            .post(
+                "/v2/clusters",
+                json!({"clusterName": format!("bench-{region}"), "projectId": project,
+                    "regionId": region, "plan": "Dedicated", "cuSize": 2,
+                    "milvus": {"uri": milvus_uri, "token": token}, "storage": storage}),
+            )
+            .await["clusterId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let created = api
+            .post(
+                &format!("/v2/clusters/{cluster}/backups/create"),
+                json!({"backupType": "COLLECTION",
+                    "dbCollections": [{"dbName": db, "collectionNames": [collection]}]}),
+            )
+            .await;
+        api.finished(created["jobId"].as_str().unwrap()).await;
+        let backup = created["backupId"].as_str().unwrap().to_owned();
+        let size = api
+            .get(&format!("/v2/clusters/{cluster}/backups/{backup}"))
+            .await["size"]
+            .as_u64()
+            .unwrap();
+        cases.push((region, cluster, backup, size, Vec::new()));
+    }
+
+    for round in 0..rounds {
+        for (region, cluster, backup, size, seconds) in cases.iter_mut() {
+            let renamed = format!("restored_{round}");
+            let started = Instant::now();
+            let job = api
+                .post(
+                    &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
+                    json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+                        "destDbName": format!("{db}_{region}"), "collections": [{
+                        "collectionName": collection, "destCollectionName": renamed,
+                        "destCollectionStatus": "NOT_LOADED"}]}]}),
+                )
+                .await;
+            api.finished(job["jobId"].as_str().unwrap()).await;
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "round {round} {region:>9}: {:.1} s, {:.1} MB/s",
+                took,
+                *size as f64 / MB / took
+            );
+            seconds.push(took);
+            seed(
+                &milvus_uri,
+                &token,
+                &["drop-collection", &format!("{db}_{region}"), &renamed],
+            )
+            .await;
+        }
+    }
+
+    println!();
+    println!("| staging | backup size | restore (median of {rounds}) | MB/s |");
+    println!("|---|---|---|---|");
+    for (region, _, _, size, seconds) in &cases {
+        let staging = if *region == "same" {
+            "server-side CopyObject (same endpoint)"
+        } else {
+            "streamed through the service"
+        };
+        let took = median(seconds.clone());
+        println!(
+            "| {staging} | {:.0} MB | {took:.1} s | {:.1} |",
+            *size as f64 / MB,
+            *size as f64 / MB / took
+        );
+    }
+    seed(&milvus_uri, &token, &["drop-collection", &db, collection]).await;
+}
