@@ -69,16 +69,34 @@ impl Api {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    /// Waits for the job to end; panics unless it succeeded.
-    async fn finished(&self, job_id: &str) {
+    /// Waits for the job to end, panicking unless it succeeded; returns how long each of its
+    /// steps (`currentStep`, polled every 50 ms) ran, in order.
+    async fn finished(&self, job_id: &str) -> Vec<(String, f64)> {
+        let mut steps: Vec<(String, Instant)> = Vec::new();
         loop {
             let job = self.get(&format!("/v2/jobs/{job_id}")).await;
+            let step = job["currentStep"].as_str().unwrap_or_default().to_owned();
+            if steps.last().is_none_or(|(last, _)| *last != step) {
+                steps.push((step, Instant::now()));
+            }
             match job["status"].as_str() {
-                Some("SUCCESSFUL") => return,
+                Some("SUCCESSFUL") => break,
                 Some("FAILED" | "CANCELED") => panic!("job {job_id} ended: {job}"),
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+        let end = Instant::now();
+        let starts: Vec<Instant> = steps
+            .iter()
+            .map(|(_, at)| *at)
+            .skip(1)
+            .chain([end])
+            .collect();
+        steps
+            .into_iter()
+            .zip(starts)
+            .map(|((step, at), next)| (step, next.duration_since(at).as_secs_f64()))
+            .collect()
     }
 }
 
@@ -125,7 +143,21 @@ fn s3_region(id: &str, endpoint: &str, bucket: &str) -> RegionConfig {
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Seconds spent in the steps whose name starts with `prefix`.
+fn spent(steps: &[(String, f64)], prefix: &str) -> f64 {
+    steps
+        .iter()
+        .filter(|(step, _)| step.starts_with(prefix))
+        .map(|(_, s)| s)
+        .sum()
 }
 
 #[tokio::main]
@@ -136,7 +168,7 @@ async fn main() {
     }
     let rows = env_usize("BENCH_ROWS", 140_000);
     let dim = env_usize("BENCH_DIM", 512);
-    let rounds = env_usize("BENCH_ROUNDS", 2);
+    let rounds = env_usize("BENCH_ROUNDS", 3);
     let endpoint = env("BACKSTOP_TEST_S3_ENDPOINT");
     let other_name = endpoint.replacen("127.0.0.1", "localhost", 1);
     assert_ne!(
@@ -233,11 +265,11 @@ async fn main() {
             .await["size"]
             .as_u64()
             .unwrap();
-        cases.push((region, cluster, backup, size, Vec::new()));
+        cases.push((region, cluster, backup, size, Vec::new(), Vec::new()));
     }
 
     for round in 0..rounds {
-        for (region, cluster, backup, size, seconds) in cases.iter_mut() {
+        for (region, cluster, backup, size, seconds, staging) in cases.iter_mut() {
             let renamed = format!("restored_{round}");
             let started = Instant::now();
             let job = api
@@ -249,14 +281,18 @@ async fn main() {
                         "destCollectionStatus": "NOT_LOADED"}]}]}),
                 )
                 .await;
-            api.finished(job["jobId"].as_str().unwrap()).await;
+            let steps = api.finished(job["jobId"].as_str().unwrap()).await;
             let took = started.elapsed().as_secs_f64();
+            let staged = spent(&steps, "staging");
             println!(
-                "round {round} {region:>9}: {:.1} s, {:.1} MB/s",
-                took,
-                *size as f64 / MB / took
+                "round {round} {region:>9}: {took:.1} s, {:.1} MB/s; staging {staged:.1} s, \
+                 importing {:.1} s, verifying {:.1} s",
+                *size as f64 / MB / took,
+                spent(&steps, "importing"),
+                spent(&steps, "verifying"),
             );
             seconds.push(took);
+            staging.push(staged);
             seed(
                 &milvus_uri,
                 &token,
@@ -267,19 +303,23 @@ async fn main() {
     }
 
     println!();
-    println!("| staging | backup size | restore (median of {rounds}) | MB/s |");
-    println!("|---|---|---|---|");
-    for (region, _, _, size, seconds) in &cases {
+    println!(
+        "| staging | backup size | restore, median of {rounds} | end to end | staging step | staging rate |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (region, _, _, size, seconds, staging_secs) in &cases {
         let staging = if *region == "same" {
             "server-side CopyObject (same endpoint)"
         } else {
             "streamed through the service"
         };
         let took = median(seconds.clone());
+        let staged = median(staging_secs.clone());
+        let mb = *size as f64 / MB;
         println!(
-            "| {staging} | {:.0} MB | {took:.1} s | {:.1} |",
-            *size as f64 / MB,
-            *size as f64 / MB / took
+            "| {staging} | {mb:.0} MB | {took:.1} s | {:.1} MB/s | {staged:.1} s | {:.0} MB/s |",
+            mb / took,
+            mb / staged
         );
     }
     seed(&milvus_uri, &token, &["drop-collection", &db, collection]).await;

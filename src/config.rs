@@ -33,6 +33,7 @@ max_connections = 10
 [milvus]
 probe_timeout_ms = 2000
 request_timeout_secs = 60
+local_storage_roots = []
 
 [jobs]
 enabled = true
@@ -121,6 +122,9 @@ pub struct MilvusConfig {
     /// How long a status probe (`GetVersion`) may take before the cluster counts as UNREACHABLE.
     pub probe_timeout_ms: u64,
     pub request_timeout_secs: u64,
+    /// Directories a cluster's local `storage.path` must lie under (links resolved). Empty:
+    /// any directory the service can read that is empty or holds Milvus data.
+    pub local_storage_roots: Vec<PathBuf>,
 }
 
 /// The job queue of this process. Durations in milliseconds.

@@ -93,3 +93,77 @@ mod tests {
         );
     }
 }
+
+/// The longest `storage.path` accepted.
+pub const MAX_LOCAL_PATH_LEN: usize = 4096;
+
+/// What Milvus keeps in its `localStorage.path` (and the embedded server's etcd and RocksMQ
+/// beside it, and a restore's staging): a directory holding none of these is not one.
+pub const MILVUS_LOCAL_ENTRIES: &[&str] = &[
+    "insert_log",
+    "delta_log",
+    "stats_log",
+    "index_files",
+    "etcd.data",
+    "rdb_data",
+    "rdb_data_meta_kv",
+    "backstop-restore",
+];
+
+/// The shape of a local `storage.path`: absolute, no `.` or `..` segments, not too long.
+pub fn check_local_path(path: &str) -> Result<(), String> {
+    if path.len() > MAX_LOCAL_PATH_LEN {
+        return Err(format!(
+            "storage.path is {} bytes long; give a path of at most {MAX_LOCAL_PATH_LEN}",
+            path.len()
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(
+            "storage.path must be the absolute path of the Milvus localStorage.path".into(),
+        );
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Err(format!(
+            "storage.path '{path}' holds '.' or '..' segments; give the directory itself"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` (resolved, links followed) lies under one of `roots`; no roots means any.
+pub fn under_roots(path: &std::path::Path, roots: &[std::path::PathBuf]) -> bool {
+    roots.is_empty() || roots.iter().any(|root| path.starts_with(root))
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn local_paths_are_absolute_plain_and_bounded() {
+        assert!(check_local_path("/var/lib/milvus/data").is_ok());
+        assert!(check_local_path("/var/lib/milvus/data/").is_ok());
+        for bad in ["relative/data", "/var/lib/../../etc", "/var/./lib", ".."] {
+            assert!(check_local_path(bad).is_err(), "{bad}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_LOCAL_PATH_LEN));
+        assert!(check_local_path(&long)
+            .unwrap_err()
+            .contains("at most 4096"));
+    }
+
+    #[test]
+    fn roots_confine_by_whole_segments() {
+        let roots = [PathBuf::from("/srv/milvus")];
+        assert!(under_roots(Path::new("/srv/milvus/a/data"), &roots));
+        assert!(under_roots(Path::new("/srv/milvus"), &roots));
+        assert!(!under_roots(Path::new("/srv/milvus-other"), &roots));
+        assert!(!under_roots(Path::new("/etc"), &roots));
+        assert!(under_roots(Path::new("/etc"), &[]), "no roots: any");
+    }
+}

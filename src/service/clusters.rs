@@ -13,7 +13,9 @@ use crate::auth::Principal;
 use crate::clusters::{self, ClusterAccessError, ClusterSecrets};
 use crate::domain::access::Privilege;
 use crate::domain::backups::BackupStatus;
-use crate::domain::clusters::{ClusterStorage, Plan, MAX_CU_SIZE};
+use crate::domain::clusters::{
+    check_local_path, under_roots, ClusterStorage, Plan, MAX_CU_SIZE, MILVUS_LOCAL_ENTRIES,
+};
 use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::jobs::Jobs;
@@ -105,11 +107,7 @@ impl RegisterCluster {
         .map_err(|e| Error::invalid(format!("milvus.tlsCaPem: {e}")))?;
         match &self.storage {
             StorageInput::Local { path } => {
-                if !path.starts_with('/') {
-                    return Err(Error::invalid(
-                        "storage.path must be the absolute path of the Milvus localStorage.path",
-                    ));
-                }
+                check_local_path(path).map_err(Error::invalid)?;
             }
             StorageInput::S3 {
                 bucket,
@@ -187,7 +185,7 @@ impl Services {
         };
         secrets.milvus_token = body.milvus.token.filter(|t| !t.is_empty());
         secrets.milvus_tls_ca_pem = body.milvus.tls_ca_pem.filter(|pem| !pem.trim().is_empty());
-        check_storage(&storage, &secrets).await?;
+        check_storage(&storage, &secrets, &self.config.milvus.local_storage_roots).await?;
         let cluster = Cluster {
             id: ids::new_cluster_id(),
             project_id: body.project_id,
@@ -260,7 +258,10 @@ impl Services {
                 }
             }
         };
-        check_storage(&cluster.storage, &secrets).await.is_ok()
+        let roots = &self.config.milvus.local_storage_roots;
+        check_storage(&cluster.storage, &secrets, roots)
+            .await
+            .is_ok()
     }
 
     /// Storage that holds no binlogs while the Milvus has flushed segments is not where that
@@ -425,6 +426,41 @@ fn is_tls_failure(message: &str) -> bool {
     .any(|word| message.contains(word))
 }
 
+/// A readable local directory must lie under the configured roots (links resolved) and be
+/// empty or hold Milvus data: `/etc` or `/proc/self` is never a cluster's storage.
+async fn check_local_contents(
+    path: &str,
+    mut entries: tokio::fs::ReadDir,
+    roots: &[std::path::PathBuf],
+) -> Result<(), Error> {
+    let resolved = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|_| Error::Unprocessable(format!("storage.path '{path}' cannot be resolved")))?;
+    if !under_roots(&resolved, roots) {
+        let roots: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(Error::Unprocessable(format!(
+            "storage.path '{path}' is outside the directories this service may use \
+             (milvus.local_storage_roots: {}); give a directory under one of them",
+            roots.join(", ")
+        )));
+    }
+    let mut empty = true;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        empty = false;
+        if MILVUS_LOCAL_ENTRIES.contains(&entry.file_name().to_string_lossy().as_ref()) {
+            return Ok(());
+        }
+    }
+    if empty {
+        return Ok(());
+    }
+    Err(Error::Unprocessable(format!(
+        "storage.path '{path}' is neither empty nor a Milvus data directory (no {}); give \
+         the directory of Milvus's localStorage.path",
+        MILVUS_LOCAL_ENTRIES[..4].join("/, ") + "/"
+    )))
+}
+
 /// Milvus 2.3 answers a bad token inside the response status, in words.
 fn is_auth_refusal(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
@@ -441,11 +477,15 @@ fn is_auth_refusal(reason: &str) -> bool {
 
 /// The storage a cluster is registered with must be there and readable by the service: a
 /// wrong path, bucket, key or endpoint is refused naming the field, never a failed job later.
-async fn check_storage(storage: &ClusterStorage, secrets: &ClusterSecrets) -> Result<(), Error> {
+async fn check_storage(
+    storage: &ClusterStorage,
+    secrets: &ClusterSecrets,
+    local_roots: &[std::path::PathBuf],
+) -> Result<(), Error> {
     let refused = |message: String| Err(Error::Unprocessable(message));
     match storage {
         ClusterStorage::Local { path } => match tokio::fs::read_dir(path).await {
-            Ok(_) => Ok(()),
+            Ok(entries) => check_local_contents(path, entries, local_roots).await,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => refused(format!(
                 "storage.path '{path}' does not exist where the service runs; give the \
                  directory Milvus keeps its binlogs in (localStorage.path), mounted for the \

@@ -11,6 +11,13 @@ use backstop::config::StorageConfig;
 /// A cluster address nothing listens on: describe answers UNREACHABLE at once.
 const DEAD_MILVUS: &str = "http://127.0.0.1:1";
 
+/// An empty directory: a valid local `storage.path` for a cluster that has no data yet.
+fn empty_dir() -> String {
+    let dir = std::env::temp_dir().join(crate::support::unique("backstop-empty"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
+
 struct Keys {
     owner: String,
     admin: String,
@@ -64,18 +71,18 @@ async fn role_matrix(backend: Backend) {
     ];
     let new_cluster = |name: &str| {
         json!({"clusterName": name, "projectId": f.project, "regionId": "local", "plan": "Dedicated",
-               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp"}})
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": empty_dir()}})
     };
     // One cluster per key that deletes, so each delete has something to delete.
     let mut victims = Vec::new();
     for i in 0..keys.len() {
         victims.push(
-            app.register_cluster(&f.project, &format!("victim{i}"), DEAD_MILVUS, "/tmp")
+            app.register_cluster(&f.project, &format!("victim{i}"), DEAD_MILVUS, &empty_dir())
                 .await,
         );
     }
     let cluster = app
-        .register_cluster(&f.project, "shared", DEAD_MILVUS, "/tmp")
+        .register_cluster(&f.project, "shared", DEAD_MILVUS, &empty_dir())
         .await;
 
     let cases: Vec<(Method, String, Option<Value>, Row)> = vec![
@@ -200,7 +207,7 @@ async fn role_matrix(backend: Backend) {
 async fn listings_show_only_visible_projects(backend: Backend) {
     let f = fixture(backend).await;
     let app = &f.app;
-    app.register_cluster(&f.project, "mine", DEAD_MILVUS, "/tmp")
+    app.register_cluster(&f.project, "mine", DEAD_MILVUS, &empty_dir())
         .await;
     let (_, other_view) = app
         .call(
@@ -283,7 +290,7 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
     let project = app.create_project("p").await;
     let valid = || {
         json!({"clusterName": "c1", "projectId": project, "regionId": "local", "plan": "Dedicated",
-               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": "/tmp"}})
+               "cuSize": 1, "milvus": {"uri": DEAD_MILVUS}, "storage": {"type": "local", "path": empty_dir()}})
     };
     let with = |pointer: &str, value: Value| {
         let mut body = valid();
@@ -322,6 +329,22 @@ async fn bad_input_gets_clear_errors(backend: Backend) {
         (
             with("/storage/path", json!("relative/path")),
             400,
+            "storage.path",
+        ),
+        (
+            with("/storage/path", json!("/var/lib/../../etc")),
+            400,
+            "'..' segments",
+        ),
+        // Readable, but not a Milvus data directory.
+        (
+            with("/storage/path", json!("/etc")),
+            422,
+            "neither empty nor a Milvus data directory",
+        ),
+        (
+            with("/storage/path", json!("/proc/self")),
+            422,
             "storage.path",
         ),
         (with("/regionId", json!("mars")), 400, "regionId"),

@@ -198,7 +198,55 @@ async fn registration_refuses_storage_and_tokens_that_do_not_work(backend: Backe
     assert_eq!(described["status"], "UNREACHABLE", "{described}");
 }
 
+/// With `milvus.local_storage_roots` set, a local `storage.path` must lie under one of them,
+/// links resolved: a link inside a root that points out of it is refused too. (A Milvus that
+/// does not answer: only the storage is under test.)
+async fn local_storage_is_confined_to_the_configured_roots(backend: Backend) {
+    let milvus = shared_milvus();
+    let root = tempfile::tempdir().unwrap();
+    let inside = root.path().join("milvus-a");
+    std::fs::create_dir_all(&inside).unwrap();
+    let escape = root.path().join("escape");
+    std::os::unix::fs::symlink(&milvus.storage, &escape).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let app = TestApp::spawn_with(backend, |c| c.milvus.local_storage_roots = roots).await;
+    let project = app.create_project("p").await;
+    let register = |path: String| {
+        let body = json!({"clusterName": unique("c"), "projectId": project, "regionId": "local",
+            "plan": "Dedicated", "cuSize": 2, "milvus": {"uri": "http://127.0.0.1:1"},
+            "storage": {"type": "local", "path": path}});
+        app.call(
+            Method::POST,
+            "/v2/clusters",
+            Some(&app.admin_key),
+            Some(body),
+        )
+    };
+    for (path, status, mentions) in [
+        (milvus.storage.clone(), 422, "milvus.local_storage_roots"),
+        (
+            escape.display().to_string(),
+            422,
+            "milvus.local_storage_roots",
+        ),
+        (format!("/{}", "a".repeat(4100)), 400, "at most 4096"),
+    ] {
+        let (got, body) = register(path).await;
+        assert_eq!(got.as_u16(), status, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with("storage.path"), "{message}");
+        assert!(message.contains(mentions), "{message}");
+    }
+    let (got, body) = register(inside.display().to_string()).await;
+    assert_eq!(
+        got,
+        StatusCode::OK,
+        "an empty directory under the root: {body}"
+    );
+}
+
 on_both_backends!(
+    local_storage_is_confined_to_the_configured_roots,
     registered_cluster_is_running_and_lists_live_collections,
     registration_refuses_storage_and_tokens_that_do_not_work,
 );
