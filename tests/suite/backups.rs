@@ -603,6 +603,11 @@ impl PausedBackup {
         let pause_dir = barrier.path().to_path_buf();
         let app = TestApp::spawn_with(backend, move |c: &mut Config| {
             c.backup.copy_parallelism = 1;
+            // The paused job must keep its lease while the test changes the collection (a
+            // few seconds of pymilvus on a loaded machine): with the suite's 1.5 s lease a
+            // slow heartbeat let a second worker take the job mid-change, and that attempt
+            // saw the collection between its drop and its re-creation.
+            c.jobs.lease_ms = 10_000;
             c.test_hooks.backup_copy = Some(PausePoint {
                 after_files: 1,
                 dir: pause_dir,
