@@ -100,20 +100,46 @@ pub async fn verify_objects(
     Ok(())
 }
 
+/// How a copy reports its bytes in the job: as `step`, its percent going from `from` to `to`.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyProgress<'a> {
+    pub step: &'a str,
+    pub from: i32,
+    pub to: i32,
+}
+
+/// Reports written at most this often (and once at the end).
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Copies each object to its destination key (server-side where the stores allow), checking
-/// what lands against the manifest. `barrier` (tests only) holds the copy after some files.
+/// what lands against the manifest, with bytes in the job's progress; returns the bytes
+/// copied. `barrier` (tests only) holds the copy after some files.
 pub async fn copy_objects(
     ctx: &JobContext,
     source: &DynObjectStore,
     dest: &DynObjectStore,
     objects: Vec<(ManifestObject, String)>,
     parallelism: usize,
+    progress: CopyProgress<'_>,
     barrier: Option<&PausePoint>,
-) -> Result<(), JobError> {
+) -> Result<u64, JobError> {
+    let total: u64 = objects.iter().map(|(o, _)| o.size).sum();
     let copied = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let reported = std::sync::Mutex::new(std::time::Instant::now());
+    let report = |done: u64| {
+        let span = f64::from(progress.to - progress.from);
+        Progress {
+            percent: progress.from + (done as f64 / total.max(1) as f64 * span) as i32,
+            bytes_done: done as i64,
+            bytes_total: total as i64,
+            step: Some(progress.step.to_owned()),
+        }
+    };
     futures::stream::iter(objects)
         .map(|(object, dest_key)| {
-            let (source, dest, copied) = (source.clone(), dest.clone(), &copied);
+            let (source, dest, copied, bytes) = (source.clone(), dest.clone(), &copied, &bytes);
+            let (reported, report) = (&reported, &report);
             async move {
                 ctx.checkpoint()?;
                 let written = objects::copy(source.as_ref(), &object.key, dest.as_ref(), &dest_key)
@@ -127,6 +153,18 @@ pub async fn copy_objects(
                     )));
                 }
                 let count = copied.fetch_add(1, Ordering::Relaxed) + 1;
+                let done = bytes.fetch_add(object.size, Ordering::Relaxed) + object.size;
+                let due = {
+                    let mut last = reported.lock().unwrap_or_else(|e| e.into_inner());
+                    let due = last.elapsed() >= REPORT_EVERY;
+                    if due {
+                        *last = std::time::Instant::now();
+                    }
+                    due
+                };
+                if due {
+                    ctx.progress(report(done)).await?;
+                }
                 if let Some(pause) = barrier.filter(|p| p.after(count)) {
                     pause.wait(ctx).await?;
                 }
@@ -136,5 +174,6 @@ pub async fn copy_objects(
         .buffer_unordered(parallelism)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(())
+    ctx.progress(report(total)).await?;
+    Ok(total)
 }

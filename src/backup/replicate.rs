@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::checked::{available_backup, copy_objects, read_manifest};
+use super::checked::{available_backup, copy_objects, read_manifest, CopyProgress};
 use super::{delete_prefix, storage_error};
 use crate::domain::backups::{BackupLayout, BackupStatus};
 use crate::jobs::{JobContext, JobError, JobHandler};
@@ -52,7 +52,13 @@ impl CopyBackupHandler {
             })
             .collect();
         let parallelism = self.services.config.backup.copy_parallelism;
-        copy_objects(ctx, &source, target, same_keys, parallelism, None).await?;
+        let step = format!("copying to region {region_id}");
+        let progress = CopyProgress {
+            step: &step,
+            from: 1,
+            to: 99,
+        };
+        copy_objects(ctx, &source, target, same_keys, parallelism, progress, None).await?;
         target
             .sync()
             .await

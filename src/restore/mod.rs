@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::checked::{available_backup, copy_objects, read_manifest, verify_objects};
+use crate::backup::checked::{
+    available_backup, copy_objects, read_manifest, verify_objects, CopyProgress,
+};
 use crate::backup::delete_prefix;
 use crate::backup::manifest::CollectionMeta;
 use crate::backup::manifest::{Manifest, ManifestCollection, ManifestObject};
@@ -203,7 +205,21 @@ impl JobHandler for RestoreHandler {
         // The staging copy goes whatever happened (Milvus has read it, or will not).
         stage.remove().await;
         let err = match result {
-            Ok(()) => return Ok(()),
+            Ok(bytes) => {
+                // A finished job's step says what it did, not the last thing it was doing.
+                let done = Progress {
+                    percent: 100,
+                    bytes_done: bytes as i64,
+                    bytes_total: bytes as i64,
+                    step: Some(format!(
+                        "restored {} collection(s) into cluster {}",
+                        plan.targets.len(),
+                        dest.id
+                    )),
+                };
+                let _ = ctx.progress(done).await;
+                return Ok(());
+            }
             Err(err) => err,
         };
         if ctx.ends_with(&err) {
@@ -236,7 +252,7 @@ struct Attempt<'a> {
 }
 
 impl RestoreHandler {
-    /// Verify → create → stage → import, each a step below.
+    /// Verify → create → stage → import, each a step below; returns the bytes staged.
     async fn restore(
         &self,
         ctx: &JobContext,
@@ -245,7 +261,7 @@ impl RestoreHandler {
         client: &MilvusClient,
         stage: &Staging,
         created: &mut SavedState,
-    ) -> Result<(), JobError> {
+    ) -> Result<u64, JobError> {
         let services = &self.services;
         let backup = available_backup(services, ctx).await?;
         let source = services.storage_in(&plan.source_region_id)?;
@@ -265,15 +281,23 @@ impl RestoreHandler {
         step(ctx, 2, "verifying backup objects".to_owned()).await?;
         let binlogs = attempt.verify(&entries).await?;
         let metas = attempt.create(dest, &entries, created).await?;
-        step(ctx, 35, "staging binlogs".to_owned()).await?;
-        attempt.stage(binlogs).await?;
+        let staged = attempt.stage(binlogs).await?;
+        // The bytes staged stay in the job's progress through the steps after staging.
+        let after = |percent: i32, name: String| {
+            ctx.progress(Progress {
+                percent,
+                bytes_done: staged as i64,
+                bytes_total: staged as i64,
+                step: Some(name),
+            })
+        };
         for (i, (entry, meta)) in entries.iter().zip(&metas).enumerate() {
             let (db, name) = (
                 &entry.target.dest_db_name,
                 &entry.target.dest_collection_name,
             );
-            step(
-                ctx,
+            ctx.checkpoint()?;
+            after(
                 40 + (55 * i / entries.len()) as i32,
                 format!("importing {db}.{name}"),
             )
@@ -284,19 +308,25 @@ impl RestoreHandler {
             if let Some(rbac) = &attempt.manifest.rbac {
                 // A cluster restore brings everything; a collection restore the grants on
                 // the collections it restores, under their new names.
+                ctx.checkpoint()?;
                 let rbac = if ctx.job().job_type == RESTORE_CLUSTER_JOB {
-                    step(ctx, 97, "restoring users, roles and grants".to_owned()).await?;
+                    after(97, "restoring users, roles and grants".to_owned()).await?;
                     rbac.clone()
                 } else {
-                    step(ctx, 97, "restoring grants".to_owned()).await?;
+                    after(97, "restoring grants".to_owned()).await?;
                     rbac.collection_grants(&plan.renames())
                 };
                 self.restore_rbac(ctx, client, &rbac).await?;
             }
         }
-        step(ctx, 99, "removing staging files".to_owned()).await?;
-        tracing::info!(collections = entries.len(), "restore finished");
-        Ok(())
+        ctx.checkpoint()?;
+        after(99, "removing staging files".to_owned()).await?;
+        tracing::info!(
+            collections = entries.len(),
+            bytes = staged,
+            "restore finished"
+        );
+        Ok(staged)
     }
 
     /// Creates the backup's roles, grants, users and bindings that the destination lacks.
@@ -536,7 +566,9 @@ impl Attempt<'_> {
     }
 
     /// Copies the binlogs where the destination Milvus reads them, durably.
-    async fn stage(&self, binlogs: Vec<ManifestObject>) -> Result<(), JobError> {
+    /// Copies the binlogs into the staging prefix, bytes in the job's progress; returns
+    /// the bytes staged.
+    async fn stage(&self, binlogs: Vec<ManifestObject>) -> Result<u64, JobError> {
         let stage_prefix = &self.stage.prefix;
         let binlogs_prefix = format!("{}binlogs/", self.layout.prefix());
         let staged: Vec<(ManifestObject, String)> = binlogs
@@ -550,12 +582,18 @@ impl Attempt<'_> {
                 (object, key)
             })
             .collect();
-        copy_objects(
+        let progress = CopyProgress {
+            step: "staging binlogs",
+            from: 35,
+            to: 40,
+        };
+        let bytes = copy_objects(
             self.ctx,
             &self.source,
             &self.stage.store,
             staged,
             self.parallelism(),
+            progress,
             self.services.config.test_hooks.restore_stage(),
         )
         .await?;
@@ -563,7 +601,8 @@ impl Attempt<'_> {
             .store
             .sync()
             .await
-            .map_err(|e| retryable("staging binlogs", e))
+            .map_err(|e| retryable("staging binlogs", e))?;
+        Ok(bytes)
     }
 
     /// Imports one collection partition by partition, checks its rows, builds its indexes and

@@ -37,6 +37,16 @@ async fn restored(app: &TestApp, path: &str, body: Value) -> String {
     let job_id = started["jobId"].as_str().unwrap().to_owned();
     let job = wait_for_job(app, &job_id).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    // The finished job says what it did and how many bytes it moved (every collection
+    // restored here has rows).
+    assert!(
+        job["currentStep"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("restored 1 collection(s) into cluster")),
+        "{job}"
+    );
+    assert!(job["bytesTotal"].as_i64().unwrap() > 0, "{job}");
+    assert_eq!(job["bytesDone"], job["bytesTotal"], "{job}");
     job_id
 }
 
