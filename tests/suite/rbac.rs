@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    seed_as, shared_s3_milvus, unique, wait_for_job_within, Backend, PrivateMilvus, TestApp,
+    collection_backup, seed_as, shared_s3_milvus, unique, wait_for_job_within, Backend,
+    PrivateMilvus, TestApp,
 };
 
 const ROOT: &str = "root:Milvus";
@@ -215,23 +216,7 @@ async fn collection_restore_brings_the_grants_on_its_collections() {
     let cluster = app
         .register_in(&project, "source", "local", milvus.registration())
         .await;
-    let backup_of = |name: String| {
-        let (app, cluster, db) = (&app, &cluster, &db);
-        async move {
-            let created = app
-                .admin(
-                    Method::POST,
-                    &format!("/v2/clusters/{cluster}/backups/create"),
-                    Some(json!({"backupType": "COLLECTION",
-                                "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
-                )
-                .await;
-            let job = wait_for_job_within(app, created["jobId"].as_str().unwrap(), LIMIT).await;
-            assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-            created["backupId"].as_str().unwrap().to_owned()
-        }
-    };
-    let backup = backup_of(collection.clone()).await;
+    let backup = collection_backup(&app, &cluster, &db, &collection, LIMIT).await;
     let details = app
         .admin(
             Method::GET,
@@ -276,7 +261,7 @@ async fn collection_restore_brings_the_grants_on_its_collections() {
     assert_eq!(now["roles"][&role]["users"], json!([user]), "{now}");
 
     // Asked of a backup that holds no grant on what it restores: refused up front.
-    let bare = backup_of(ungranted.clone()).await;
+    let bare = collection_backup(&app, &cluster, &db, &ungranted, LIMIT).await;
     let (status, answer) = app
         .call(
             Method::POST,

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    s3_region, seed_as, shared_milvus, shared_s3_milvus, unique, wait_for_file, wait_for_job,
-    Backend, TestApp,
+    collection_backup, s3_region, seed_as, shared_milvus, shared_s3_milvus, unique, wait_for_file,
+    wait_for_job, Backend, TestApp,
 };
 
 /// Shard count, partitions, indexes, load state and every row of a collection.
@@ -18,17 +18,7 @@ async fn dump(uri: &str, token: Option<&str>, db: &str, name: &str) -> Value {
 }
 
 async fn backup_of(app: &TestApp, cluster: &str, db: &str, name: &str) -> String {
-    let created = app
-        .admin(
-            Method::POST,
-            &format!("/v2/clusters/{cluster}/backups/create"),
-            Some(json!({"backupType": "COLLECTION",
-                        "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
-        )
-        .await;
-    let job = wait_for_job(app, created["jobId"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    created["backupId"].as_str().unwrap().to_owned()
+    collection_backup(app, cluster, db, name, std::time::Duration::from_secs(120)).await
 }
 
 /// Runs a restore request to its end; returns the (successful) job's id.

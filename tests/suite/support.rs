@@ -775,6 +775,28 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Backs up collection `db`.`name` of `cluster` (a COLLECTION backup) and waits, up to
+/// `limit`, for it to succeed; returns the backup's id.
+pub async fn collection_backup(
+    app: &TestApp,
+    cluster: &str,
+    db: &str,
+    name: &str,
+    limit: Duration,
+) -> String {
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(serde_json::json!({"backupType": "COLLECTION",
+                "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+        )
+        .await;
+    let job = wait_for_job_within(app, created["jobId"].as_str().unwrap(), limit).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    created["backupId"].as_str().unwrap().to_owned()
+}
+
 /// Polls the job until it is final; panics with its last state after two minutes.
 pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
     wait_for_job_within(app, job_id, Duration::from_secs(120)).await

@@ -8,7 +8,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{seed_tls, unique, wait_for_job, Backend, PrivateMilvus, TestApp, TestCa};
+use crate::support::{
+    collection_backup, seed_tls, unique, wait_for_job, Backend, PrivateMilvus, TestApp, TestCa,
+};
 
 #[tokio::test]
 async fn milvus_over_tls_is_reached_with_its_ca() {
@@ -89,17 +91,8 @@ async fn milvus_over_tls_is_reached_with_its_ca() {
         &["create-collection", "default", "docs", "300"],
     )
     .await;
-    let created = app
-        .admin(
-            Method::POST,
-            &format!("/v2/clusters/{cluster}/backups/create"),
-            Some(json!({"backupType": "COLLECTION",
-                        "dbCollections": [{"dbName": "default", "collectionNames": ["docs"]}]})),
-        )
-        .await;
-    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    let backup = created["backupId"].as_str().unwrap();
+    let limit = std::time::Duration::from_secs(120);
+    let backup = &collection_backup(&app, &cluster, "default", "docs", limit).await;
     let started = app
         .admin(
             Method::POST,
