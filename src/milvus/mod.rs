@@ -114,16 +114,10 @@ impl MilvusClient {
         timeout: Duration,
     ) -> Result<MilvusClient, MilvusError> {
         let uri = parse_uri(uri)?;
-        let mut endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|_| MilvusError::BadUri(uri.clone()))?
+        let endpoint = endpoint(&uri, tls_ca_pem)?
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true);
-        if let Some(tls) = tls_config(&uri, tls_ca_pem)? {
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| MilvusError::BadCaCertificate(error_chain(&e)))?;
-        }
         let authorization = match token {
             Some(token) if !token.expose_secret().is_empty() => Some(
                 B64.encode(token.expose_secret())
@@ -264,6 +258,24 @@ impl MilvusClient {
                     .unwrap_or_default(),
             })
             .collect())
+    }
+}
+
+/// Whether `uri` and `tls_ca_pem` make a usable endpoint (the certificate parses, TLS goes
+/// with `https://`), without preparing a connection.
+pub fn check_endpoint(uri: &str, tls_ca_pem: Option<&str>) -> Result<(), MilvusError> {
+    endpoint(&parse_uri(uri)?, tls_ca_pem).map(|_| ())
+}
+
+/// The endpoint of a parsed `uri`, with TLS for `https://`.
+fn endpoint(uri: &str, tls_ca_pem: Option<&str>) -> Result<Endpoint, MilvusError> {
+    let endpoint =
+        Endpoint::from_shared(uri.to_owned()).map_err(|_| MilvusError::BadUri(uri.to_owned()))?;
+    match tls_config(uri, tls_ca_pem)? {
+        Some(tls) => endpoint
+            .tls_config(tls)
+            .map_err(|e| MilvusError::BadCaCertificate(error_chain(&e))),
+        None => Ok(endpoint),
     }
 }
 

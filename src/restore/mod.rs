@@ -282,21 +282,22 @@ impl RestoreHandler {
         let binlogs = attempt.verify(&entries).await?;
         let metas = attempt.create(dest, &entries, created).await?;
         let staged = attempt.stage(binlogs).await?;
-        // The bytes staged stay in the job's progress through the steps after staging.
-        let after = |percent: i32, name: String| {
+        // `step`, with the bytes staged kept in the job's progress for the steps after.
+        let after = |percent: i32, name: String| async move {
+            ctx.checkpoint()?;
             ctx.progress(Progress {
                 percent,
                 bytes_done: staged as i64,
                 bytes_total: staged as i64,
                 step: Some(name),
             })
+            .await
         };
         for (i, (entry, meta)) in entries.iter().zip(&metas).enumerate() {
             let (db, name) = (
                 &entry.target.dest_db_name,
                 &entry.target.dest_collection_name,
             );
-            ctx.checkpoint()?;
             after(
                 40 + (55 * i / entries.len()) as i32,
                 format!("importing {db}.{name}"),
@@ -308,7 +309,6 @@ impl RestoreHandler {
             if let Some(rbac) = &attempt.manifest.rbac {
                 // A cluster restore brings everything; a collection restore the grants on
                 // the collections it restores, under their new names.
-                ctx.checkpoint()?;
                 let rbac = if ctx.job().job_type == RESTORE_CLUSTER_JOB {
                     after(97, "restoring users, roles and grants".to_owned()).await?;
                     rbac.clone()
@@ -319,7 +319,6 @@ impl RestoreHandler {
                 self.restore_rbac(ctx, client, &rbac).await?;
             }
         }
-        ctx.checkpoint()?;
         after(99, "removing staging files".to_owned()).await?;
         tracing::info!(
             collections = entries.len(),

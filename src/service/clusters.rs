@@ -19,7 +19,7 @@ use crate::domain::clusters::{
 use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::jobs::Jobs;
-use crate::milvus::{parse_uri, CollectionSummary, MilvusClient, MilvusError};
+use crate::milvus::{check_endpoint, parse_uri, CollectionSummary, MilvusClient, MilvusError};
 use crate::objects::AccessProblem;
 use crate::store::{Cluster, OnConstraint};
 
@@ -97,14 +97,8 @@ impl RegisterCluster {
             )));
         }
         parse_uri(&self.milvus.uri).map_err(|e| Error::invalid(format!("milvus.uri: {e}")))?;
-        let probe = Duration::from_secs(1);
-        MilvusClient::new(
-            &self.milvus.uri,
-            None,
-            self.milvus.tls_ca_pem.as_deref(),
-            probe,
-        )
-        .map_err(|e| Error::invalid(format!("milvus.tlsCaPem: {e}")))?;
+        check_endpoint(&self.milvus.uri, self.milvus.tls_ca_pem.as_deref())
+            .map_err(|e| Error::invalid(format!("milvus.tlsCaPem: {e}")))?;
         match &self.storage {
             StorageInput::Local { path } => {
                 check_local_path(path).map_err(Error::invalid)?;
