@@ -26,9 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupCreated {
-    backup_id: String,
-    backup_name: String,
-    job_id: String,
+    pub(super) backup_id: String,
+    pub(super) backup_name: String,
+    pub(super) job_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -314,7 +314,7 @@ async fn delete_backup(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyStarted {
-    job_id: String,
+    pub(super) job_id: String,
 }
 
 /// Re-read every object of an AVAILABLE backup and check it against the manifest's checksums.

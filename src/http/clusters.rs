@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterCreated {
-    cluster_id: String,
+    pub(super) cluster_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

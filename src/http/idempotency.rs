@@ -2,6 +2,12 @@
 //! 24 hours get the first answer back and start nothing new; the same key with another body
 //! is refused (90409). Only successful answers are kept, so a failed request may be retried.
 //! `POST /v2/apiKeys` is left out: its answer holds a secret, which is never stored.
+//!
+//! A request holds its key under a lease it renews while it runs. If the process dies (or the
+//! client hangs up) mid-request, the lease lapses and the next request with that key takes it
+//! over. The ids a keyed request creates derive from the key's seed (`domain::ids`), so the
+//! takeover first looks for what the first run committed under those ids and answers from it
+//! (`committed_answer`); only when nothing was committed does it run the work, once.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
@@ -13,12 +19,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use crate::domain::ids::{self, IdKind};
 use crate::error::Error;
-use crate::store::IdempotencyClaim;
+use crate::store::{IdempotencyClaim, IdempotencyRequest, Store};
 
 pub const HEADER: &str = "idempotency-key";
 const WINDOW_HOURS: i64 = 24;
 const MAX_KEY_LEN: usize = 255;
+/// How long a running request holds its key without renewing; it renews every third of it.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A request body as the same-request check compares it: parsed JSON, written back with
 /// object keys sorted, so spacing and key order do not make two equal requests differ;
@@ -85,18 +94,23 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     hasher.update(canonical_body(&bytes));
     let request_hash = hex::encode(hasher.finalize());
     let now = Utc::now();
+    let fresh_seed = ids::new_seed();
     let claim = state
         .store
         .claim_idempotency(
-            &scope,
-            &route,
-            &key,
-            &request_hash,
+            &IdempotencyRequest {
+                scope: &scope,
+                route: &route,
+                key: &key,
+                request_hash: &request_hash,
+                seed: &fresh_seed,
+            },
             now,
             now - chrono::Duration::hours(WINDOW_HOURS),
+            lease_end(now),
         )
         .await;
-    match claim {
+    let (seed, taken_over) = match claim {
         Err(e) => return Error::from(e).into_response(),
         Ok(IdempotencyClaim::Mismatch) => {
             return Error::Conflict(format!(
@@ -114,22 +128,39 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             status_code,
             response,
         }) => {
-            let mut replay = (
+            return replayed(
                 StatusCode::from_u16(status_code).unwrap_or(StatusCode::OK),
-                [(header::CONTENT_TYPE, "application/json")],
-                response,
+                Body::from(response),
             )
-                .into_response();
-            replay
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return replay;
         }
-        Ok(IdempotencyClaim::Fresh) => {}
+        Ok(IdempotencyClaim::Fresh { seed, taken_over }) => (seed, taken_over),
+    };
+    let _lease = LeaseRenewal::start(&state.store, &scope, &route, &key);
+    let committed = if taken_over {
+        match committed_answer(&state.store, &route, &seed).await {
+            Ok(found) => found,
+            Err(e) => return Error::from(e).into_response(),
+        }
+    } else {
+        None
+    };
+    if let Some(answer) = committed {
+        tracing::info!(route = %route, "an idempotent request that died mid-way had committed; answering from what it made");
+        let text = serde_json::to_string(&answer).expect("JSON serializes");
+        if let Err(e) = state
+            .store
+            .complete_idempotency(&scope, &route, &key, StatusCode::OK.as_u16(), &text)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record an idempotent answer");
+        }
+        return replayed(StatusCode::OK, Body::from(text));
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let response = ids::with_seed(
+        seed,
+        next.run(Request::from_parts(parts, Body::from(bytes))),
+    )
+    .await;
     let status = response.status();
     if !status.is_success() {
         if let Err(e) = state.store.abandon_idempotency(&scope, &route, &key).await {
@@ -151,6 +182,110 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         tracing::warn!(error = %e, "could not record an idempotent answer");
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+fn to_value<T: serde::Serialize>(answer: super::Envelope<T>) -> Value {
+    serde_json::to_value(answer).expect("JSON serializes")
+}
+
+fn lease_end(now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    now + chrono::Duration::from_std(LEASE).expect("lease fits")
+}
+
+fn replayed(status: StatusCode, body: Body) -> Response {
+    let mut replay = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    replay
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    replay
+}
+
+/// Keeps a claimed key's lease alive while its request runs; stops when dropped, so a request
+/// that ends in any way (answered, failed, dropped by a client hanging up) stops renewing.
+struct LeaseRenewal(tokio::task::JoinHandle<()>);
+
+impl LeaseRenewal {
+    fn start(store: &Store, scope: &str, route: &str, key: &str) -> LeaseRenewal {
+        let (store, scope, route, key) = (
+            store.clone(),
+            scope.to_owned(),
+            route.to_owned(),
+            key.to_owned(),
+        );
+        LeaseRenewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                let until = lease_end(Utc::now());
+                if let Err(e) = store.renew_idempotency(&scope, &route, &key, until).await {
+                    tracing::warn!(error = %e, "could not renew an idempotency lease");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The answer a request on `route` seeded with `seed` gave, rebuilt from what it committed
+/// before its process died; `None` when it committed nothing (it is then run again). Routes
+/// not listed create nothing under a derived id and are safe to run again as they are: a
+/// policy update sets the same values, a cancel cancels once, a role is created by name.
+async fn committed_answer(
+    store: &Store,
+    route: &str,
+    seed: &str,
+) -> crate::store::StoreResult<Option<Value>> {
+    use super::{backups, clusters, ok, projects, restores};
+    let job_id = ids::seeded_id(seed, IdKind::Job);
+    let job = || store.get_job(&job_id);
+    Ok(match route {
+        "/v2/clusters/{clusterId}/backups/create" => match job().await? {
+            Some(job) => match job.backup_id {
+                Some(backup_id) => store.get_backup(&backup_id).await?.map(|backup| {
+                    to_value(ok(backups::BackupCreated {
+                        backup_id: backup.id,
+                        backup_name: backup.name,
+                        job_id: job.id,
+                    }))
+                }),
+                None => None,
+            },
+            None => None,
+        },
+        "/v2/clusters/{clusterId}/backups/{backupId}/verify" => job()
+            .await?
+            .map(|job| to_value(ok(backups::VerifyStarted { job_id: job.id }))),
+        "/v2/clusters/{clusterId}/backups/{backupId}/restoreCollection" => job()
+            .await?
+            .map(|job| to_value(ok(restores::RestoreStarted { job_id: job.id }))),
+        "/v2/clusters/{clusterId}/backups/{backupId}/restoreCluster" => job().await?.map(|job| {
+            to_value(ok(restores::ClusterRestoreStarted {
+                cluster_id: job.cluster_id.unwrap_or_default(),
+                job_id: job.id,
+            }))
+        }),
+        "/v2/clusters" => store
+            .get_cluster(&ids::seeded_id(seed, IdKind::Cluster))
+            .await?
+            .map(|cluster| {
+                to_value(ok(clusters::ClusterCreated {
+                    cluster_id: cluster.id,
+                }))
+            }),
+        "/v2/projects" => store
+            .get_project(&ids::seeded_id(seed, IdKind::Project))
+            .await?
+            .map(|project| {
+                to_value(ok(projects::ProjectCreated {
+                    project_id: project.id,
+                }))
+            }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

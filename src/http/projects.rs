@@ -24,7 +24,7 @@ pub struct CreateProject {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectCreated {
-    project_id: String,
+    pub(super) project_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -19,14 +19,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreStarted {
-    job_id: String,
+    pub(super) job_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRestoreStarted {
-    cluster_id: String,
-    job_id: String,
+    pub(super) cluster_id: String,
+    pub(super) job_id: String,
 }
 
 /// Restore chosen collections (or all) of a backup into a registered cluster, optionally

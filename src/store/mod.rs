@@ -33,7 +33,7 @@ pub use backups::{
 use chrono::{DateTime, Utc};
 
 use crate::domain::access::OrgRole;
-pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
+pub use idempotency::{IdempotencyClaim, IdempotencyRecord, IdempotencyRequest};
 pub use jobs::{Job, JobFilter, JobStatus, Lease, NewJob, Outcome, Progress};
 pub use policies::{CrossRegionCopy, Policy};
 pub use records::*;

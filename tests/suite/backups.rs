@@ -9,6 +9,7 @@ use backstop::backup::manifest::Manifest;
 use backstop::config::Config;
 use backstop::objects::{self, LocalStore, ObjectStore};
 use backstop::test_hooks::PausePoint;
+use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -841,6 +842,74 @@ async fn killed_process_backup_is_finished_by_another(backend: Backend) {
     assert_eq!(kept, 3, "the three files copied before the kill are kept");
 }
 
+async fn keyed_creates_that_died_answer_with_what_they_made(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| c.jobs.enabled = false).await;
+    let project = app.create_project("p").await;
+    let db = unique("db");
+    let name = unique("keyed");
+    seed(&milvus.uri, &["create-collection", &db, &name, "0"]).await;
+    let post = |path: String, key: &'static str, body: Value| {
+        app.client
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&app.admin_key)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let lapsed = || Utc::now() - chrono::Duration::seconds(1);
+
+    let register = json!({
+        "clusterName": "prod", "projectId": project, "regionId": "local",
+        "plan": "Dedicated", "cuSize": 2,
+        "milvus": { "uri": milvus.uri }, "storage": { "type": "local", "path": milvus.storage }
+    });
+    let first: Value = post("/v2/clusters".into(), "k-register", register.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    crate::support::die_mid_request(&app, "k-register", lapsed()).await;
+    let retry = post("/v2/clusters".into(), "k-register", register)
+        .await
+        .unwrap();
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+    let cluster = first["data"]["clusterId"].as_str().unwrap().to_owned();
+    let clusters = app.admin(Method::GET, "/v2/clusters", None).await;
+    assert_eq!(clusters["count"], 1, "{clusters}");
+
+    let create = format!("/v2/clusters/{cluster}/backups/create");
+    let body = json!({"backupType": "COLLECTION",
+                      "dbCollections": [{"dbName": db, "collectionNames": [name]}]});
+    let first: Value = post(create.clone(), "k-backup", body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(first["data"]["backupName"].is_string(), "{first}");
+    crate::support::die_mid_request(&app, "k-backup", lapsed()).await;
+    let retry = post(create, "k-backup", body).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(
+        retry, first,
+        "the backup the first request made, not a second one"
+    );
+    let backups = app
+        .admin(
+            Method::GET,
+            &format!("/v2/backups?clusterId={cluster}"),
+            None,
+        )
+        .await;
+    assert_eq!(backups["count"], 1, "{backups}");
+}
+
 on_both_backends!(
     canceling_a_running_backup_removes_its_objects,
     a_collection_dropped_during_the_backup_fails_it,
@@ -849,4 +918,5 @@ on_both_backends!(
     collection_backup_copies_binlogs_meta_and_manifest,
     create_refuses_what_cannot_be_backed_up,
     backup_lands_only_in_its_clusters_region,
+    keyed_creates_that_died_answer_with_what_they_made,
 );

@@ -971,9 +971,84 @@ async fn idempotency_key_replays_the_first_answer(backend: Backend) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
 }
 
+async fn delete_project_row(app: &TestApp, id: &str) {
+    const SQL: &str = "DELETE FROM projects WHERE id = $1";
+    let store = Store::connect(&app.db.url, 1).await.unwrap();
+    match store.pool() {
+        backstop::store::Pool::Postgres(p) => {
+            sqlx::query(SQL).bind(id).execute(p).await.unwrap();
+        }
+        backstop::store::Pool::Sqlite(p) => {
+            sqlx::query(SQL).bind(id).execute(p).await.unwrap();
+        }
+    }
+}
+
+async fn a_keyed_request_that_died_replays_what_it_committed_or_runs_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let post = |key: &'static str| {
+        app.client
+            .post(format!("{}/v2/projects", app.base))
+            .bearer_auth(&app.admin_key)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "projectName": key }))
+            .send()
+    };
+    let count = || async { app.admin(Method::GET, "/v2/projects", None).await["count"].clone() };
+
+    // The work committed, the answer was never recorded. While the dead request's lease runs
+    // the key is busy; once it lapses, the retry answers from what was committed.
+    let first: Value = post("k-committed").await.unwrap().json().await.unwrap();
+    crate::support::die_mid_request(
+        &app,
+        "k-committed",
+        Utc::now() + chrono::Duration::seconds(60),
+    )
+    .await;
+    let busy = post("k-committed").await.unwrap();
+    assert_eq!(busy.status(), StatusCode::CONFLICT);
+    let busy: Value = busy.json().await.unwrap();
+    assert!(
+        busy["message"].as_str().unwrap().contains("still running"),
+        "{busy}"
+    );
+    crate::support::die_mid_request(
+        &app,
+        "k-committed",
+        Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await;
+    let retry = post("k-committed").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first, "the committed project, not a second one");
+    assert_eq!(count().await, 1);
+    let again: Value = post("k-committed").await.unwrap().json().await.unwrap();
+    assert_eq!(again, first, "the recovered answer is recorded");
+
+    // The request died before its work committed: the retry runs it, once, under the same id.
+    let first: Value = post("k-lost").await.unwrap().json().await.unwrap();
+    let id = first["data"]["projectId"].as_str().unwrap().to_owned();
+    delete_project_row(&app, &id).await;
+    crate::support::die_mid_request(&app, "k-lost", Utc::now() - chrono::Duration::seconds(1))
+        .await;
+    assert_eq!(count().await, 1);
+    let retry = post("k-lost").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert!(
+        retry.headers().get("idempotent-replayed").is_none(),
+        "it ran"
+    );
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["data"]["projectId"], id.as_str());
+    assert_eq!(count().await, 2);
+}
+
 on_both_backends!(
     cancel_pending_and_running_jobs,
     event_stream_follows_progress_and_closes,
     job_center_lists_newest_first_with_filters,
     idempotency_key_replays_the_first_answer,
+    a_keyed_request_that_died_replays_what_it_committed_or_runs_once,
 );

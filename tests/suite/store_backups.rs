@@ -7,7 +7,7 @@ use backstop::domain::backups::{BackupStatus, BackupType, CopyRequest, CreationM
 use backstop::domain::schedule::{Frequency, RetentionDays, Window};
 use backstop::store::{
     BackedUpCollection, BackupFilter, CreateBackupError, CrossRegionCopy, IdempotencyClaim,
-    JobStatus, NewBackup, NewJob, Page, Policy, Project, Store, Visible,
+    IdempotencyRequest, JobStatus, NewBackup, NewJob, Page, Policy, Project, Store, Visible,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -503,16 +503,29 @@ async fn policies_round_trip_typed(backend: Backend) {
 
 async fn idempotency_records_claim_replay_and_expire(backend: Backend) {
     let (store, _db) = store(backend).await;
+    // A claim at `now` holds the key until now + 10.
     let claim = |key: &'static str, hash: &'static str, now: i64| {
         let store = store.clone();
         async move {
+            let seed = format!("seed-{now}");
+            let req = IdempotencyRequest {
+                scope: "scope",
+                route: "POST /v2/x",
+                key,
+                request_hash: hash,
+                seed: &seed,
+            };
             store
-                .claim_idempotency("scope", "POST /v2/x", key, hash, at(now), at(now - 100))
+                .claim_idempotency(&req, at(now), at(now - 100), at(now + 10))
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(claim("k1", "h1", 0).await, IdempotencyClaim::Fresh);
+    let fresh = |claimed_at: i64, taken_over| IdempotencyClaim::Fresh {
+        seed: format!("seed-{claimed_at}"),
+        taken_over,
+    };
+    assert_eq!(claim("k1", "h1", 0).await, fresh(0, false));
     assert_eq!(claim("k1", "h1", 1).await, IdempotencyClaim::InProgress);
     assert_eq!(claim("k1", "h2", 1).await, IdempotencyClaim::Mismatch);
     store
@@ -520,21 +533,32 @@ async fn idempotency_records_claim_replay_and_expire(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        claim("k1", "h1", 2).await,
+        claim("k1", "h1", 20).await,
         IdempotencyClaim::Replay {
             status_code: 200,
             response: "{\"code\":0}".into()
-        }
+        },
+        "an answer outlives the lease"
     );
     // A failed request's claim is given up, so the client may retry it.
-    assert_eq!(claim("k2", "h1", 3).await, IdempotencyClaim::Fresh);
+    assert_eq!(claim("k2", "h1", 3).await, fresh(3, false));
     store
         .abandon_idempotency("scope", "POST /v2/x", "k2")
         .await
         .unwrap();
-    assert_eq!(claim("k2", "h1", 4).await, IdempotencyClaim::Fresh);
+    assert_eq!(claim("k2", "h1", 4).await, fresh(4, false));
+    // A renewed lease keeps the key; one that lapsed (its process died) is taken over once,
+    // with the first claim's seed, and only by the same request.
+    store
+        .renew_idempotency("scope", "POST /v2/x", "k2", at(30))
+        .await
+        .unwrap();
+    assert_eq!(claim("k2", "h1", 25).await, IdempotencyClaim::InProgress);
+    assert_eq!(claim("k2", "h2", 31).await, IdempotencyClaim::Mismatch);
+    assert_eq!(claim("k2", "h1", 31).await, fresh(4, true));
+    assert_eq!(claim("k2", "h1", 32).await, IdempotencyClaim::InProgress);
     // Past the window the record is forgotten.
-    assert_eq!(claim("k1", "h2", 500).await, IdempotencyClaim::Fresh);
+    assert_eq!(claim("k1", "h2", 500).await, fresh(500, false));
 }
 
 async fn claims_take_due_jobs_and_expired_leases_once(backend: Backend) {

@@ -797,6 +797,34 @@ pub async fn collection_backup(
     created["backupId"].as_str().unwrap().to_owned()
 }
 
+/// What a kill -9 in the middle of a keyed request leaves behind: its placeholder, unanswered,
+/// with a lease nobody renews (ending at `lease_until`).
+pub async fn die_mid_request(app: &TestApp, key: &str, lease_until: chrono::DateTime<chrono::Utc>) {
+    const SQL: &str =
+        "UPDATE idempotency_keys SET status_code = 0, response = '', lease_until = $1 \
+                       WHERE idem_key = $2";
+    let store = backstop::store::Store::connect(&app.db.url, 1)
+        .await
+        .unwrap();
+    let updated = match store.pool() {
+        backstop::store::Pool::Postgres(p) => sqlx::query(SQL)
+            .bind(lease_until)
+            .bind(key)
+            .execute(p)
+            .await
+            .unwrap()
+            .rows_affected(),
+        backstop::store::Pool::Sqlite(p) => sqlx::query(SQL)
+            .bind(lease_until)
+            .bind(key)
+            .execute(p)
+            .await
+            .unwrap()
+            .rows_affected(),
+    };
+    assert_eq!(updated, 1, "one record for key {key}");
+}
+
 /// Polls the job until it is final; panics with its last state after two minutes.
 pub async fn wait_for_job(app: &TestApp, job_id: &str) -> Value {
     wait_for_job_within(app, job_id, Duration::from_secs(120)).await
