@@ -13,6 +13,7 @@ use crate::config::S3Config;
 use crate::crypto::{CryptoError, SecretBox};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::objects::{DynObjectStore, LocalStore, S3Store};
+use crate::outbound::{OutboundError, OutboundPolicy};
 use crate::store::Cluster;
 
 /// The sealed part of a cluster: never logged, never returned.
@@ -50,45 +51,70 @@ pub enum ClusterAccessError {
     Secrets(#[from] CryptoError),
     #[error(transparent)]
     Milvus(#[from] MilvusError),
+    #[error("storage.endpoint: {0}")]
+    Outbound(#[from] OutboundError),
 }
 
-/// An unusable cluster record (credentials that do not open, an address that does not parse)
-/// will not get better by retrying.
+/// An unusable cluster record (credentials that do not open, an address that does not parse
+/// or that the outbound policy refuses) will not get better by retrying; a name that did not
+/// resolve may.
 impl From<ClusterAccessError> for crate::jobs::JobError {
     fn from(err: ClusterAccessError) -> Self {
-        crate::jobs::JobError::Permanent(err.to_string())
+        match err {
+            ClusterAccessError::Outbound(OutboundError::Unresolved(_)) => {
+                crate::jobs::JobError::Retryable(err.to_string())
+            }
+            _ => crate::jobs::JobError::Permanent(err.to_string()),
+        }
     }
 }
 
-/// A client for the cluster's Milvus with calls bounded by `timeout`.
+/// A client for the cluster's Milvus with calls bounded by `timeout`, connecting only where
+/// `outbound` allows.
 pub fn milvus_client(
     cluster: &Cluster,
     secrets: &SecretBox,
+    outbound: &OutboundPolicy,
     timeout: Duration,
 ) -> Result<MilvusClient, ClusterAccessError> {
     let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
     let token = opened.milvus_token.map(SecretString::from);
-    Ok(MilvusClient::new(
+    Ok(MilvusClient::within(
         &cluster.milvus_uri,
         token.as_ref(),
         opened.milvus_tls_ca_pem.as_deref(),
         timeout,
+        outbound,
     )?)
 }
 
 /// The object store holding the cluster's binlogs; keys are relative to Milvus's root
-/// (`insert_log/...`, `delta_log/...`).
-pub fn binlog_store(
+/// (`insert_log/...`, `delta_log/...`). An S3 endpoint is checked against `outbound` each
+/// time the store is opened.
+pub async fn binlog_store(
     cluster: &Cluster,
     secrets: &SecretBox,
+    outbound: &OutboundPolicy,
 ) -> Result<DynObjectStore, ClusterAccessError> {
     Ok(match &cluster.storage {
         ClusterStorage::Local { path } => Arc::new(LocalStore::new(path)),
-        ClusterStorage::S3 { .. } => {
+        ClusterStorage::S3 { endpoint, .. } => {
+            check_s3_endpoint(endpoint.as_deref(), outbound).await?;
             let opened = ClusterSecrets::open(&cluster.secrets, secrets)?;
             Arc::new(s3_binlog_store(&cluster.storage, &opened).expect("S3 storage has a store"))
         }
     })
+}
+
+/// A custom S3 endpoint must be one `outbound` allows; AWS's own endpoints (no endpoint) are.
+pub async fn check_s3_endpoint(
+    endpoint: Option<&str>,
+    outbound: &OutboundPolicy,
+) -> Result<(), OutboundError> {
+    match endpoint {
+        Some(endpoint) => outbound.check_url(endpoint).await,
+        None => Ok(()),
+    }
 }
 
 /// The S3 store of S3 `storage` with the keys in `secrets`; `None` for local storage.

@@ -35,6 +35,10 @@ probe_timeout_ms = 2000
 request_timeout_secs = 60
 local_storage_roots = []
 
+[outbound]
+allow = []
+deny = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "0.0.0.0/8", "::/128"]
+
 [jobs]
 enabled = true
 workers = 4
@@ -75,6 +79,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub secrets: SecretsConfig,
     pub milvus: MilvusConfig,
+    /// Where the service may connect for a cluster (its Milvus and its S3 endpoint).
+    pub outbound: crate::outbound::OutboundPolicy,
     pub jobs: JobsConfig,
     pub backup: BackupConfig,
     pub restore: RestoreConfig,

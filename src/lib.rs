@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod milvus;
 pub mod objects;
+pub mod outbound;
 pub mod regions;
 pub mod restore;
 pub mod service;

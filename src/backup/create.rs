@@ -265,7 +265,8 @@ impl BackupHandler {
         let services = &self.services;
         let settings = &services.config.backup;
         step(ctx, 5, "copying binlogs").await?;
-        let source = clusters::binlog_store(cluster, &services.secrets)?;
+        let source =
+            clusters::binlog_store(cluster, &services.secrets, &services.config.outbound).await?;
         let saved: SavedState = ctx.saved_state().unwrap_or_default();
         let copier = Copier {
             ctx: ctx.clone(),

@@ -10,6 +10,7 @@ mod rbac;
 mod restore_calls;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -20,6 +21,8 @@ use milvus::proto::milvus::{GetVersionRequest, ListDatabasesRequest, ShowCollect
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::outbound::OutboundPolicy;
 
 pub use catalog::{
     is_excluded_property, CollectionDescription, FieldDescription, IndexDescription,
@@ -48,7 +51,8 @@ pub enum MilvusError {
     BadCaCertificate(String),
     #[error("Milvus at {uri} did not answer within {timeout_ms} ms")]
     Timeout { uri: String, timeout_ms: u128 },
-    #[error("Milvus at {uri} is unreachable: {message}")]
+    /// `message` says what kind of failure, in our words (`why_unreachable`).
+    #[error("Milvus at {uri} did not answer ({message})")]
     Unreachable { uri: String, message: String },
     /// The credentials (`milvus.token`) were refused.
     #[error("Milvus at {uri} refused the credentials: {reason}")]
@@ -106,12 +110,34 @@ pub fn parse_uri(uri: &str) -> Result<String, MilvusError> {
 impl MilvusClient {
     /// Prepares a client; the connection is made lazily by the first call, within `timeout`.
     /// An `https://` URI speaks TLS, trusting the public web roots and `tls_ca_pem` (the CA
-    /// that signed a self-hosted Milvus's certificate) when given.
+    /// that signed a self-hosted Milvus's certificate) when given. Connects wherever the URI
+    /// points: for tools and tests; the service reaches clusters `within` its outbound policy.
     pub fn new(
         uri: &str,
         token: Option<&SecretString>,
         tls_ca_pem: Option<&str>,
         timeout: Duration,
+    ) -> Result<MilvusClient, MilvusError> {
+        Self::build(uri, token, tls_ca_pem, timeout, None)
+    }
+
+    /// `new`, connecting (and reconnecting) only to addresses `outbound` allows.
+    pub fn within(
+        uri: &str,
+        token: Option<&SecretString>,
+        tls_ca_pem: Option<&str>,
+        timeout: Duration,
+        outbound: &OutboundPolicy,
+    ) -> Result<MilvusClient, MilvusError> {
+        Self::build(uri, token, tls_ca_pem, timeout, Some(outbound))
+    }
+
+    fn build(
+        uri: &str,
+        token: Option<&SecretString>,
+        tls_ca_pem: Option<&str>,
+        timeout: Duration,
+        outbound: Option<&OutboundPolicy>,
     ) -> Result<MilvusClient, MilvusError> {
         let uri = parse_uri(uri)?;
         let endpoint = endpoint(&uri, tls_ca_pem)?
@@ -126,9 +152,13 @@ impl MilvusClient {
             ),
             _ => None,
         };
+        let channel = match outbound {
+            Some(policy) => endpoint
+                .connect_with_connector_lazy(crate::outbound::connector(Arc::new(policy.clone()))),
+            None => endpoint.connect_lazy(),
+        };
         Ok(MilvusClient {
-            client: MilvusServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(256 * 1024 * 1024),
+            client: MilvusServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024),
             uri,
             authorization,
             timeout,
@@ -160,20 +190,17 @@ impl MilvusClient {
             },
             tonic::Code::Unavailable | tonic::Code::Unknown => MilvusError::Unreachable {
                 uri: self.uri.clone(),
-                message: match std::error::Error::source(&status) {
-                    Some(cause) => format!("{}: {}", status.message(), error_chain(cause)),
-                    None => status.message().to_owned(),
-                },
+                message: why_unreachable(&status),
             },
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                 MilvusError::Unauthenticated {
                     uri: self.uri.clone(),
-                    reason: status.message().to_owned(),
+                    reason: quoted_reason(status.message()),
                 }
             }
             _ => MilvusError::Refused {
                 operation: "request",
-                reason: format!("{}: {}", status.code(), status.message()),
+                reason: format!("{}: {}", status.code(), quoted_reason(status.message())),
             },
         }
     }
@@ -259,6 +286,75 @@ impl MilvusClient {
             })
             .collect())
     }
+}
+
+/// Why a Milvus could not be reached, in our words: what the far side sent is not repeated
+/// (it could be anything listening on that port), only what kind of failure it was. The TLS
+/// verdict is the local TLS library's, and names what to fix.
+fn why_unreachable(status: &tonic::Status) -> String {
+    let chain = match std::error::Error::source(status) {
+        Some(cause) => format!("{}: {}", status.message(), error_chain(cause)),
+        None => status.message().to_owned(),
+    };
+    let lower = chain.to_ascii_lowercase();
+    if let Some(at) = chain.find("outbound policy: ") {
+        let rest = &chain[at..];
+        return rest
+            .split(": transport error")
+            .next()
+            .unwrap_or(rest)
+            .to_owned();
+    }
+    if lower.contains("connection refused") {
+        "connection refused".to_owned()
+    } else if lower.contains("dns error")
+        || lower.contains("failed to lookup")
+        || lower.contains("did not resolve")
+    {
+        "its host name did not resolve".to_owned()
+    } else if [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+    {
+        format!("TLS failed: {}", tls_verdict(&chain))
+    } else if lower.contains("timed out") || lower.contains("deadline") {
+        "connection timed out".to_owned()
+    } else if lower.contains("unreachable") || lower.contains("no route") {
+        "network unreachable".to_owned()
+    } else {
+        "not a Milvus (it did not answer Milvus's gRPC)".to_owned()
+    }
+}
+
+/// The part of a TLS failure that is the local library's verdict (`invalid peer certificate:
+/// UnknownIssuer`, `received corrupt message ...`), without the far side's bytes.
+fn tls_verdict(chain: &str) -> String {
+    chain
+        .split(": ")
+        .find(|part| {
+            let part = part.to_ascii_lowercase();
+            part.contains("certificate") || part.contains("corrupt") || part.contains("handshake")
+        })
+        .unwrap_or("handshake failed")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// A reason Milvus gave (a gRPC status message): kept, since it says what Milvus refused, but
+/// bounded and printable, so whatever answered cannot fill a message or a log.
+fn quoted_reason(message: &str) -> String {
+    message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect()
 }
 
 /// Whether `uri` and `tls_ca_pem` make a usable endpoint (the certificate parses, TLS goes

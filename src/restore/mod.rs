@@ -31,6 +31,7 @@ use crate::jobs::Registry;
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{MilvusClient, MilvusError, Rbac, BUILTIN_ROLES, BUILTIN_USERS};
 use crate::objects::{self, DynObjectStore};
+use crate::outbound::OutboundPolicy;
 use crate::service::Services;
 use crate::store::{Cluster, Job, Progress};
 
@@ -68,7 +69,12 @@ struct Staging {
 }
 
 impl Staging {
-    fn new(dest: &Cluster, secrets: &SecretBox, job_id: &str) -> Result<Staging, JobError> {
+    async fn new(
+        dest: &Cluster,
+        secrets: &SecretBox,
+        outbound: &OutboundPolicy,
+        job_id: &str,
+    ) -> Result<Staging, JobError> {
         let import_base = match &dest.storage {
             ClusterStorage::Local { path } => format!("{}/", path.trim_end_matches('/')),
             ClusterStorage::S3 { root_path, .. } => match root_path.trim_matches('/') {
@@ -77,7 +83,7 @@ impl Staging {
             },
         };
         Ok(Staging {
-            store: clusters::binlog_store(dest, secrets)?,
+            store: clusters::binlog_store(dest, secrets, outbound).await?,
             prefix: staging_prefix(job_id),
             import_base,
         })
@@ -168,7 +174,8 @@ impl JobHandler for RestoreHandler {
                 }
             }
         }
-        match Staging::new(&dest, &self.services.secrets, &job.id) {
+        let services = &self.services;
+        match Staging::new(&dest, &services.secrets, &services.config.outbound, &job.id).await {
             Ok(stage) => stage.remove().await,
             Err(e) => tracing::warn!(error = %e, "staging of an abandoned restore not removed"),
         }
@@ -190,7 +197,13 @@ impl JobHandler for RestoreHandler {
                 ))
             })?;
         let client = services.milvus(&dest)?;
-        let stage = Staging::new(&dest, &services.secrets, &ctx.job().id)?;
+        let stage = Staging::new(
+            &dest,
+            &services.secrets,
+            &services.config.outbound,
+            &ctx.job().id,
+        )
+        .await?;
 
         // An earlier attempt may have created collections: start the destination side again.
         for (db, name) in &saved.created {

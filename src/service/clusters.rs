@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::jobs::Jobs;
 use crate::milvus::{check_endpoint, parse_uri, CollectionSummary, MilvusClient, MilvusError};
 use crate::objects::AccessProblem;
+use crate::outbound::OutboundError;
 use crate::store::{Cluster, OnConstraint};
 
 /// `POST /v2/clusters`.
@@ -135,7 +136,7 @@ impl Services {
     /// A client for the cluster's Milvus, calls bounded by the configured request deadline.
     pub fn milvus(&self, cluster: &Cluster) -> Result<MilvusClient, ClusterAccessError> {
         let timeout = Duration::from_secs(self.config.milvus.request_timeout_secs);
-        clusters::milvus_client(cluster, &self.secrets, timeout)
+        clusters::milvus_client(cluster, &self.secrets, &self.config.outbound, timeout)
     }
 
     /// Records a cluster in its project. The caller has checked the key may manage the
@@ -152,6 +153,7 @@ impl Services {
                 self.regions.ids().join(", ")
             )));
         }
+        let milvus_uri = parse_uri(&body.milvus.uri).map_err(|e| Error::invalid(e.to_string()))?;
         let (storage, mut secrets) = match body.storage {
             StorageInput::Local { path } => {
                 (ClusterStorage::Local { path }, ClusterSecrets::default())
@@ -179,6 +181,7 @@ impl Services {
         };
         secrets.milvus_token = body.milvus.token.filter(|t| !t.is_empty());
         secrets.milvus_tls_ca_pem = body.milvus.tls_ca_pem.filter(|pem| !pem.trim().is_empty());
+        self.check_outbound(&milvus_uri, &storage).await?;
         check_storage(&storage, &secrets, &self.config.milvus.local_storage_roots).await?;
         let cluster = Cluster {
             id: ids::new_cluster_id(),
@@ -187,7 +190,7 @@ impl Services {
             region_id: body.region_id,
             plan: body.plan,
             cu_size: body.cu_size,
-            milvus_uri: parse_uri(&body.milvus.uri).map_err(|e| Error::invalid(e.to_string()))?,
+            milvus_uri,
             storage,
             secrets: secrets.seal(&self.secrets),
             created_at: Utc::now(),
@@ -206,12 +209,45 @@ impl Services {
         Ok(cluster)
     }
 
+    /// The service may connect to the cluster's Milvus and S3 endpoint (`outbound`). A host
+    /// name that does not resolve yet is not refused here: the Milvus shows UNREACHABLE, the
+    /// storage check says the endpoint did not answer.
+    async fn check_outbound(
+        &self,
+        milvus_uri: &str,
+        storage: &ClusterStorage,
+    ) -> Result<(), Error> {
+        let refused = |field: &str, e: OutboundError| {
+            Error::Unprocessable(format!(
+                "{field}: {e}; give an address the service may reach, or ask the operator to \
+                 allow that network (outbound.allow / outbound.deny)"
+            ))
+        };
+        // An unresolved name is left to the checks that follow.
+        let denied = |result: Result<(), OutboundError>| match result {
+            Err(e @ (OutboundError::Denied { .. } | OutboundError::NotAllowed { .. })) => Some(e),
+            _ => None,
+        };
+        let outbound = &self.config.outbound;
+        if let Some(e) = denied(outbound.check_url(milvus_uri).await) {
+            return Err(refused("milvus.uri", e));
+        }
+        if let ClusterStorage::S3 { endpoint, .. } = storage {
+            let checked = clusters::check_s3_endpoint(endpoint.as_deref(), outbound).await;
+            if let Some(e) = denied(checked) {
+                return Err(refused("storage.endpoint", e));
+            }
+        }
+        Ok(())
+    }
+
     /// A Milvus that answers must accept the registered token (a wrong one is refused now,
     /// not discovered by a job); one that does not answer is registered all the same and
     /// shows UNREACHABLE until it does.
     async fn check_milvus_accepts(&self, cluster: &Cluster) -> Result<(), Error> {
         let timeout = Duration::from_millis(self.config.milvus.probe_timeout_ms);
-        let client = clusters::milvus_client(cluster, &self.secrets, timeout)?;
+        let client =
+            clusters::milvus_client(cluster, &self.secrets, &self.config.outbound, timeout)?;
         match client.list_databases().await {
             Ok(_) => self.check_layout(cluster, &client).await,
             Err(MilvusError::Unauthenticated { .. }) => Err(Error::Unprocessable(format!(
@@ -245,7 +281,14 @@ impl Services {
     pub async fn storage_reachable(&self, cluster: &Cluster) -> bool {
         let secrets = match &cluster.storage {
             ClusterStorage::Local { .. } => ClusterSecrets::default(),
-            ClusterStorage::S3 { .. } => {
+            ClusterStorage::S3 { endpoint, .. } => {
+                let outbound = &self.config.outbound;
+                if clusters::check_s3_endpoint(endpoint.as_deref(), outbound)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
                 match ClusterSecrets::open(&cluster.secrets, &self.secrets) {
                     Ok(secrets) => secrets,
                     Err(_) => return false,
@@ -279,7 +322,7 @@ impl Services {
         if !flushed {
             return Ok(());
         }
-        let store = clusters::binlog_store(cluster, &self.secrets)?;
+        let store = clusters::binlog_store(cluster, &self.secrets, &self.config.outbound).await?;
         let holds_binlogs = match store.list("insert_log/", None, 1).await {
             Ok(page) => !page.objects.is_empty(),
             Err(_) => return Ok(()), // reachability was checked; a hiccup is not a verdict
@@ -305,7 +348,12 @@ impl Services {
     /// Probes the cluster with `GetVersion` under the configured short deadline.
     pub async fn probe(&self, cluster: Cluster) -> Probed {
         let timeout = Duration::from_millis(self.config.milvus.probe_timeout_ms);
-        let milvus_version = match clusters::milvus_client(&cluster, &self.secrets, timeout) {
+        let milvus_version = match clusters::milvus_client(
+            &cluster,
+            &self.secrets,
+            &self.config.outbound,
+            timeout,
+        ) {
             Ok(client) => match client.version().await {
                 Ok(version) => Some(version),
                 Err(e) => {

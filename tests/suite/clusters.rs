@@ -245,10 +245,122 @@ async fn local_storage_is_confined_to_the_configured_roots(backend: Backend) {
     );
 }
 
+/// The outbound policy: a cluster may not point the service at a denied network (the cloud
+/// metadata address by default), at registration or at any later connection, and a Milvus
+/// that does not answer is described in our words, not the far side's.
+async fn outbound_policy_keeps_clusters_off_denied_networks(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let register = |name: &str, uri: &str, storage: Value| {
+        let body = json!({
+            "clusterName": name, "projectId": project, "regionId": "local",
+            "plan": "Dedicated", "cuSize": 2, "milvus": { "uri": uri }, "storage": storage
+        });
+        app.call(
+            Method::POST,
+            "/v2/clusters",
+            Some(&app.admin_key),
+            Some(body),
+        )
+    };
+    let local = json!({"type": "local", "path": milvus.storage});
+    for uri in [
+        "http://169.254.169.254:19530",
+        "http://[::ffff:169.254.169.254]:19530",
+        "http://0.0.0.0:19530",
+    ] {
+        let (status, body) = register("meta", uri, local.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("milvus.uri:") && message.contains("outbound.deny"),
+            "{message}"
+        );
+    }
+    let s3 = json!({"type": "s3", "endpoint": "http://169.254.169.254", "bucket": "b",
+                    "accessKeyId": "a", "secretAccessKey": "s"});
+    let (status, body) = register("meta", &milvus.uri, s3).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("storage.endpoint:"),
+        "{body}"
+    );
+    let clusters = app.admin(Method::GET, "/v2/clusters", None).await;
+    assert_eq!(clusters["count"], 0, "nothing stored: {clusters}");
+
+    // A cluster registered while its network was allowed is not reached once it is denied:
+    // the same database served by a process whose policy denies loopback.
+    let id = app
+        .register_cluster(&project, "live", &milvus.uri, &milvus.storage)
+        .await;
+    let confined = app
+        .spawn_beside(|c| c.outbound.deny.push("127.0.0.0/8".parse().unwrap()))
+        .await;
+    let described = confined
+        .admin(Method::GET, &format!("/v2/clusters/{id}"), None)
+        .await;
+    assert_eq!(described["status"], "UNREACHABLE", "{described}");
+    let (status, body) = confined
+        .call(
+            Method::GET,
+            &format!("/v2/clusters/{id}/collections"),
+            Some(&confined.admin_key),
+            None,
+        )
+        .await;
+    assert!(status.is_server_error(), "{status}: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("outbound.deny") && message.contains("127.0.0.0/8"),
+        "{message}"
+    );
+
+    // Something that is not a Milvus answers on the port: the error says so and repeats
+    // nothing it sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nsecret-token")
+                .await;
+        }
+    });
+    let id = app
+        .register_cluster(
+            &project,
+            "web",
+            &format!("http://127.0.0.1:{port}"),
+            &milvus.storage,
+        )
+        .await;
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/v2/clusters/{id}/collections"),
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert!(status.is_server_error(), "{status}: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("did not answer"), "{message}");
+    assert!(
+        !message.contains("secret-token") && !message.contains("HTTP/1.1"),
+        "{message}"
+    );
+}
+
 on_both_backends!(
     local_storage_is_confined_to_the_configured_roots,
     registered_cluster_is_running_and_lists_live_collections,
     registration_refuses_storage_and_tokens_that_do_not_work,
+    outbound_policy_keeps_clusters_off_denied_networks,
 );
 
 /// Starts a Milvus of its own, registers it, stops it, and expects UNREACHABLE quickly.

@@ -135,15 +135,39 @@ impl TestApp {
         let db = test_db(backend).await;
         let mut config = test_config(&db);
         tweak(&mut config);
+        Self::start(db, config, registry, None).await
+    }
+
+    /// Another process of the service on this one's database (a replica, or the service
+    /// restarted with other settings), answering on its own address to this one's admin key.
+    pub async fn spawn_beside(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(&self.db);
+        tweak(&mut config);
+        // The first app owns the database and its directory.
+        let db = TestDb {
+            url: self.db.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        let registry = backstop::jobs::Registry::new();
+        Self::start(db, config, registry, Some(self.admin_key.clone())).await
+    }
+
+    async fn start(
+        db: TestDb,
+        config: Config,
+        registry: backstop::jobs::Registry,
+        admin_key: Option<String>,
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = Application::build_with(config, listener, registry)
             .await
             .expect("app builds");
         let base = format!("http://{}", app.local_addr().unwrap());
-        let admin_key = app
-            .bootstrap_key()
-            .expect("a fresh database gets a bootstrap key")
-            .to_owned();
+        let admin_key = admin_key.unwrap_or_else(|| {
+            app.bootstrap_key()
+                .expect("a fresh database gets a bootstrap key")
+                .to_owned()
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async {
             let _ = stopped.await;
