@@ -9,7 +9,7 @@ macro_rules! text_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $(#[serde(rename = $text)] #[schema(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -95,6 +95,7 @@ pub struct CopyRequest {
     pub region_id: String,
     /// Days the copy is kept (automatic backups); manual backups' copies stay until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 30)]
     pub retention_days: Option<i64>,
 }
 

@@ -229,7 +229,9 @@ impl FromRequestParts<AppState> for Auth {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
+    #[param(minimum = 1, maximum = 100, default = 10)]
     pub page_size: Option<u32>,
+    #[param(minimum = 1, maximum = 2147483647, default = 1)]
     pub current_page: Option<u32>,
 }
 
@@ -242,8 +244,11 @@ impl PageParams {
             )));
         }
         let current_page = self.current_page.unwrap_or(1);
-        if current_page == 0 {
-            return Err(Error::invalid("currentPage starts at 1"));
+        if current_page == 0 || current_page > i32::MAX as u32 {
+            return Err(Error::invalid(format!(
+                "currentPage is {current_page}; pages are numbered from 1 to {}",
+                i32::MAX
+            )));
         }
         Ok(crate::store::Page {
             current_page,

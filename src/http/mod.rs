@@ -9,6 +9,7 @@ mod console;
 mod extract;
 mod idempotency;
 mod jobs;
+mod openapi;
 mod ops;
 mod policies;
 mod projects;
@@ -29,7 +30,6 @@ use axum::Json;
 use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -113,32 +113,9 @@ impl PageInfo {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Backstop",
-        description = "Backup control plane for Milvus clusters (Zilliz Cloud v2 compatible where the operation exists)."
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
 /// The full router with its OpenAPI document.
 pub fn router(state: AppState) -> axum::Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(roles::router())
@@ -150,7 +127,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(usage::router())
         .merge(jobs::router())
         .split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(openapi::contract(openapi, &state.jobs.registry().types()));
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(ops::router(openapi))
         .merge(console::router())

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::AppState;
 use crate::error::Error;
 
-pub fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
+pub fn router(openapi: Arc<serde_json::Value>) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -26,6 +26,7 @@ pub struct CreateBackup {
     #[serde(default)]
     pub db_collections: Vec<DbCollections>,
     /// Default: `<clusterName>_backup<N>`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub backup_name: Option<String>,
     /// Other regions to copy the backup to once it is AVAILABLE (kept until deleted).
     #[serde(default)]

@@ -29,10 +29,12 @@ use crate::store::{Cluster, OnConstraint};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = CreateCluster)]
 pub struct RegisterCluster {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub cluster_name: String,
     pub project_id: String,
     pub region_id: String,
     pub plan: Plan,
+    #[schema(minimum = 1, maximum = 256)]
     pub cu_size: i64,
     pub milvus: MilvusInput,
     pub storage: StorageInput,

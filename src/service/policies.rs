@@ -22,6 +22,7 @@ pub struct SetPolicy {
     /// UTC window `"HH:mm-HH:mm"`. Required when enabling.
     pub start_time: Option<String>,
     /// 1–30. Required when enabling.
+    #[schema(minimum = 1, maximum = 30)]
     pub retention_days: Option<i64>,
     /// Regions each automatic backup is copied to, each with its own `retentionDays` (1–30).
     #[serde(default)]

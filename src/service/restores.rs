@@ -32,6 +32,7 @@ pub enum CollectionStatus {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CollectionToRestore {
     pub collection_name: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub dest_collection_name: Option<String>,
     pub dest_collection_status: Option<CollectionStatus>,
 }
@@ -40,6 +41,7 @@ pub struct CollectionToRestore {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DbToRestore {
     pub db_name: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub dest_db_name: Option<String>,
     pub collections: Vec<CollectionToRestore>,
 }

@@ -680,8 +680,86 @@ async fn openapi_lists_exactly_the_served_routes(backend: Backend) {
         "POST /v2/projects",
         "POST /v2/roles",
     ];
-    assert_eq!(operations, expected);
-    for op in &operations {
+    let ops = ["GET /healthz", "GET /metrics", "GET /readyz"];
+    let mut all: Vec<&str> = expected.iter().chain(ops.iter()).copied().collect();
+    all.sort();
+    assert_eq!(operations, all);
+    for op in &ops {
+        let (method, path) = op.split_once(' ').unwrap();
+        let response = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{op} needs no key");
+        assert_eq!(spec["paths"][path]["get"]["security"], json!([]), "{op}");
+    }
+
+    // The rules every operation follows are in the document: the envelope, the errors (429
+    // with Retry-After), the Idempotency-Key header on writes, the paging bounds.
+    let create = &spec["paths"]["/v2/clusters/{clusterId}/backups/create"]["post"];
+    let ok_schema = &create["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        ok_schema["required"],
+        json!(["code", "data"]),
+        "{ok_schema}"
+    );
+    assert_eq!(
+        ok_schema["properties"]["data"]["$ref"],
+        "#/components/schemas/BackupCreated"
+    );
+    for status in [
+        "400", "401", "403", "404", "409", "413", "422", "429", "500", "502", "503",
+    ] {
+        assert!(
+            create["responses"][status].is_object(),
+            "create lacks {status}"
+        );
+    }
+    assert!(create["responses"]["429"]["headers"]["Retry-After"].is_object());
+    let error = &spec["components"]["schemas"]["Error"];
+    assert_eq!(error["required"], json!(["code", "message"]));
+    let header_names = |op: &Value| -> Vec<String> {
+        op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["in"] == "header")
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header_names(create), ["Idempotency-Key"]);
+    assert!(
+        header_names(&spec["paths"]["/v2/apiKeys"]["post"]).is_empty(),
+        "keys are not replayed"
+    );
+    let list = spec["paths"]["/v2/backups"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let page_size = list.iter().find(|p| p["name"] == "pageSize").unwrap();
+    assert_eq!(
+        (
+            page_size["schema"]["minimum"].as_i64(),
+            page_size["schema"]["maximum"].as_i64()
+        ),
+        (Some(1), Some(100))
+    );
+    let current = list.iter().find(|p| p["name"] == "currentPage").unwrap();
+    assert_eq!(current["schema"]["minimum"], 1);
+    assert!(
+        spec["paths"]["/v2/backups"]["get"]["responses"]["409"].is_null(),
+        "reads do not conflict"
+    );
+    let method = &spec["components"]["schemas"]["CreationMethod"]["enum"];
+    assert_eq!(
+        method,
+        &json!(["MANUAL", "AUTO"]),
+        "enums in the API's case"
+    );
+    for op in &expected {
         let (method, path) = op.split_once(' ').unwrap();
         let path = path
             .replace("{apiKeyId}", "key-x")
