@@ -24,12 +24,12 @@ use super::manifest::{
 };
 use super::{delete_prefix, storage_error};
 use crate::clusters;
-use crate::domain::backups::{BackupLayout, BackupStatus, BackupType};
+use crate::domain::backups::{dedupe, BackupLayout, BackupStatus, BackupType, DELETE_BACKUP_JOB};
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, Rbac, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
 use crate::service::Services;
-use crate::store::{BackedUpCollection, Backup, Cluster, Held, Job, Progress};
+use crate::store::{BackedUpCollection, Backup, Cluster, Held, Job, Progress, StoreError};
 
 pub struct BackupHandler {
     pub(super) services: Services,
@@ -136,9 +136,25 @@ impl BackupHandler {
         // A region no longer configured holds nothing this process can reach or remove.
         if let Ok(storage) = self.services.storage_in(&backup.region_id) {
             let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
-            delete_prefix(storage.as_ref(), layout.prefix())
-                .await
-                .map_err(|e| storage_error("removing the objects of the unfinished backup", e))?;
+            if let Err(e) = delete_prefix(storage.as_ref(), layout.prefix()).await {
+                // The storage is what failed the backup, often: the backup still ends (a
+                // CREATING one would block the cluster's next manual backup for ever), and a
+                // purge job removes what it left once the storage answers.
+                tracing::warn!(error = %e, "objects of the unfinished backup not removed yet; a purge job will");
+                let services = &self.services;
+                let mut purge = services
+                    .new_job(
+                        &backup.project_id,
+                        DELETE_BACKUP_JOB,
+                        serde_json::json!({"purge": true}),
+                    )
+                    .for_backup(backup);
+                purge.dedupe_key = Some(dedupe::purge(&backup.id));
+                match services.store.insert_job(&purge, Utc::now()).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         self.services
             .store

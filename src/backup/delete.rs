@@ -1,6 +1,9 @@
 //! The `DELETE_BACKUP` job: removes every object of a DELETING backup (its cross-region copies
 //! too), then marks it DELETED. With `{"regionId"}` in its payload it removes one expired copy
-//! only. Safe to run again after a crash: deleting what is already gone is not an error.
+//! only; with `{"purge": true}`, the objects a FAILED or CANCELED backup left behind when its
+//! storage did not answer as it ended (its record already says it holds nothing; this makes
+//! that true, retrying with backoff until the storage is back). Safe to run again after a
+//! crash: deleting what is already gone is not an error.
 
 use async_trait::async_trait;
 
@@ -51,6 +54,17 @@ impl JobHandler for DeleteBackupHandler {
                 self.delete_objects(region_id, &layout).await?;
             }
             store.delete_copy_row(&backup_id, region_id).await?;
+            return Ok(());
+        }
+        if ctx.job().payload.get("purge") == Some(&serde_json::Value::Bool(true)) {
+            if let Some(backup) = &backup {
+                let layout = BackupLayout::new(&backup.project_id, &backup.cluster_id, &backup.id);
+                let removed = self.delete_objects(&backup.region_id, &layout).await?;
+                tracing::info!(
+                    objects = removed,
+                    "leftovers of an unfinished backup removed"
+                );
+            }
             return Ok(());
         }
         let Some(backup) = backup.filter(|b| b.status != BackupStatus::Deleted) else {

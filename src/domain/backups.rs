@@ -86,6 +86,11 @@ pub mod dedupe {
     pub fn copy(backup_id: &str, region_id: &str) -> String {
         format!("copy:{backup_id}:{region_id}")
     }
+
+    /// The removal of what an unfinished backup left in storage that was down as it ended.
+    pub fn purge(backup_id: &str) -> String {
+        format!("purge:{backup_id}")
+    }
 }
 
 /// A region a backup is copied to once AVAILABLE (`crossRegionCopies`).

@@ -12,6 +12,7 @@ mod backups;
 mod cli;
 mod clusters;
 mod console;
+mod faults;
 mod jobs;
 mod objects;
 mod rbac;

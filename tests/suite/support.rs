@@ -40,7 +40,7 @@ macro_rules! on_both_backends {
     };
 }
 
-const HOW_TO_START: &str =
+pub const HOW_TO_START: &str =
     "run the suite with scripts/test, which starts Postgres, SeaweedFS and Milvus";
 
 pub fn postgres_admin_url() -> String {

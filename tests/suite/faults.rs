@@ -1,0 +1,380 @@
+//! Dependencies going away in the middle of a job, on a SeaweedFS of the test's own (the
+//! shared one stays up for the other tests): the backup region's object store is stopped while
+//! a backup copies and while a restore stages from it, then started again after longer than
+//! one retry delay. The job retries with backoff and finishes once the store is back, and the
+//! backup verifies; kept down past `max_attempts`, the job fails naming the storage and the
+//! backup is FAILED, never AVAILABLE.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backstop::config::{RegionConfig, S3Config, StorageConfig};
+use backstop::objects::S3Store;
+use backstop::test_hooks::PausePoint;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::on_both_backends;
+use crate::support::{
+    seed, shared_milvus, unique, wait_for_file, wait_for_job, Backend, TestApp, HOW_TO_START,
+};
+
+/// `weed mini` in a directory of its own, on ports picked once so that a restart serves the
+/// same endpoint with the same data. Killed on drop.
+struct PrivateSeaweed {
+    dir: tempfile::TempDir,
+    ports: Vec<u16>,
+    child: Option<Child>,
+    endpoint: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PrivateSeaweed {
+    async fn start() -> PrivateSeaweed {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("identities.json"),
+            r#"{"identities": [{"name": "test",
+                "credentials": [{"accessKey": "AKIDFAULT", "secretKey": "SECRETFAULT"}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}"#,
+        )
+        .unwrap();
+        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
+        let endpoint = format!("http://127.0.0.1:{}", ports[0]);
+        let mut weed = PrivateSeaweed {
+            dir,
+            ports,
+            child: None,
+            endpoint,
+        };
+        weed.run().await;
+        weed
+    }
+
+    /// Starts the process and waits until its S3 port answers.
+    async fn run(&mut self) {
+        let weed = std::env::var("BACKSTOP_TEST_WEED").unwrap_or_else(|_| {
+            panic!("BACKSTOP_TEST_WEED (the SeaweedFS binary) is not set; {HOW_TO_START}")
+        });
+        let dir = self.dir.path();
+        let p = &self.ports;
+        let log = std::fs::File::create(dir.join("weed.log")).unwrap();
+        let child = Command::new(&weed)
+            .arg("mini")
+            .arg(format!("-dir={}", dir.join("data").display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-webdav=false",
+                "-admin.ui=false",
+            ])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.port={}", p[0]))
+            .arg(format!(
+                "-s3.config={}",
+                dir.join("identities.json").display()
+            ))
+            .arg(format!("-master.port={}", p[1]))
+            .arg(format!("-master.port.grpc={}", p[2]))
+            .arg(format!("-volume.port={}", p[3]))
+            .arg(format!("-volume.port.grpc={}", p[4]))
+            .arg(format!("-filer.port={}", p[5]))
+            .arg(format!("-filer.port.grpc={}", p[6]))
+            .arg(format!("-admin.port={}", p[7]))
+            .arg(format!("-admin.port.grpc={}", p[8]))
+            .arg(format!("-s3.port.grpc={}", p[9]))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {weed}: {e}"));
+        self.child = Some(child);
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        while client.get(&self.endpoint).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "private SeaweedFS not answering after 60 s; log:\n{}",
+                std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// kill -9: the store vanishes mid-request.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn config(&self, bucket: &str) -> S3Config {
+        S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            bucket: bucket.to_owned(),
+            prefix: "backstop".to_owned(),
+            region: "us-east-1".to_owned(),
+            access_key_id: "AKIDFAULT".to_owned(),
+            secret_access_key: "SECRETFAULT".to_owned().into(),
+            force_path_style: true,
+            part_size_mib: 5,
+            parts_in_flight: 2,
+        }
+    }
+}
+
+impl Drop for PrivateSeaweed {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An app whose only region keeps its backups in `weed`, retrying failed attempts after
+/// 300 ms to 1 s, at most `max_attempts` times, with the barriers `hooks` sets.
+async fn app_on(
+    backend: Backend,
+    weed: &PrivateSeaweed,
+    max_attempts: i32,
+    hooks: impl FnOnce(&mut backstop::config::Config),
+) -> (TestApp, S3Store) {
+    let config = weed.config(&unique("faults").replace('_', "-"));
+    let region = S3Store::new(&config);
+    region.create_bucket_if_missing().await.unwrap();
+    let app = TestApp::spawn_with(backend, move |c| {
+        c.regions = vec![RegionConfig {
+            id: "local".to_owned(),
+            cloud_provider: "aws".to_owned(),
+            price_per_gb_month: 0.02,
+            storage: StorageConfig::S3(config),
+        }];
+        c.backup.copy_parallelism = 1;
+        c.jobs.max_attempts = max_attempts;
+        c.jobs.backoff_base_ms = 300;
+        c.jobs.backoff_max_ms = 1000;
+        hooks(c);
+    })
+    .await;
+    (app, region)
+}
+
+fn pause_after_one_file(dir: &Path) -> PausePoint {
+    PausePoint {
+        after_files: 1,
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// Polls the job until an attempt has failed (it waits to be retried, its reason says why).
+async fn wait_for_failed_attempt(app: &TestApp, job_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = app
+            .admin(Method::GET, &format!("/v2/jobs/{job_id}"), None)
+            .await;
+        if job["attempts"].as_i64().unwrap_or(0) >= 2 || job["status"] == "FAILED" {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failed attempt: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn describe_backup(app: &TestApp, cluster: &str, backup: &str) -> Value {
+    app.admin(
+        Method::GET,
+        &format!("/v2/clusters/{cluster}/backups/{backup}"),
+        None,
+    )
+    .await
+}
+
+async fn start_backup(app: &TestApp, db: &str, name: &str) -> (String, String, String) {
+    let milvus = shared_milvus();
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+        .await;
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+        )
+        .await;
+    let backup = created["backupId"].as_str().unwrap().to_owned();
+    let job = created["jobId"].as_str().unwrap().to_owned();
+    (cluster, backup, job)
+}
+
+async fn object_store_stopped_mid_backup_and_mid_restore_is_waited_out(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let mut weed = PrivateSeaweed::start().await;
+    let backup_barrier = tempfile::tempdir().unwrap();
+    let restore_barrier = tempfile::tempdir().unwrap();
+    let (app, _region) = app_on(backend, &weed, 30, |c| {
+        c.test_hooks.backup_copy = Some(pause_after_one_file(backup_barrier.path()));
+        c.test_hooks.restore_stage = Some(pause_after_one_file(restore_barrier.path()));
+    })
+    .await;
+
+    // The backup: one file copied, then the store goes away under it.
+    let (cluster, backup, job_id) = start_backup(&app, &db, &name).await;
+    wait_for_file(&backup_barrier.path().join("paused")).await;
+    weed.stop();
+    std::fs::write(backup_barrier.path().join("resume"), b"").unwrap();
+    let failing = wait_for_failed_attempt(&app, &job_id).await;
+    assert_ne!(
+        failing["status"], "FAILED",
+        "retried, not given up: {failing}"
+    );
+    assert_eq!(
+        describe_backup(&app, &cluster, &backup).await["status"],
+        "CREATING"
+    );
+    // Down for longer than one retry delay: more attempts fail, none gives up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    weed.run().await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    assert_eq!(
+        describe_backup(&app, &cluster, &backup).await["status"],
+        "AVAILABLE"
+    );
+    let verify = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/verify"),
+            None,
+        )
+        .await;
+    let verified = wait_for_job(&app, verify["jobId"].as_str().unwrap()).await;
+    assert_eq!(
+        verified["status"], "SUCCESSFUL",
+        "every object whole: {verified}"
+    );
+
+    // The restore from it: staging reads the region, which goes away after one file.
+    let target = unique("back");
+    let started = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
+            Some(
+                json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
+                "collections": [{"collectionName": name, "destCollectionName": target}]}]}),
+            ),
+        )
+        .await;
+    let job_id = started["jobId"].as_str().unwrap().to_owned();
+    wait_for_file(&restore_barrier.path().join("paused")).await;
+    weed.stop();
+    std::fs::write(restore_barrier.path().join("resume"), b"").unwrap();
+    let failing = wait_for_failed_attempt(&app, &job_id).await;
+    assert_ne!(
+        failing["status"], "FAILED",
+        "retried, not given up: {failing}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    weed.run().await;
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let collections = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/collections"),
+            None,
+        )
+        .await;
+    let restored = collections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["dbName"] == db.as_str() && c["collectionName"] == target.as_str())
+        .count();
+    assert_eq!(restored, 1, "restored once: {collections}");
+}
+
+async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) {
+    let milvus = shared_milvus();
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let mut weed = PrivateSeaweed::start().await;
+    let barrier = tempfile::tempdir().unwrap();
+    let (app, region) = app_on(backend, &weed, 2, |c| {
+        c.test_hooks.backup_copy = Some(pause_after_one_file(barrier.path()));
+    })
+    .await;
+    let (cluster, backup, job_id) = start_backup(&app, &db, &name).await;
+    wait_for_file(&barrier.path().join("paused")).await;
+    weed.stop();
+    std::fs::write(barrier.path().join("resume"), b"").unwrap();
+    let job = wait_for_job(&app, &job_id).await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let reason = job["reason"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        reason.contains("storage") || reason.contains("s3") || reason.contains("object"),
+        "the reason names the storage: {job}"
+    );
+    let described = describe_backup(&app, &cluster, &backup).await;
+    assert_eq!(
+        described["status"], "FAILED",
+        "never AVAILABLE: {described}"
+    );
+    // Ended, so the cluster takes its next manual backup (one runs at a time).
+    let next = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+        )
+        .await;
+    assert!(next["backupId"].is_string(), "{next}");
+    // What the failed backup copied before the store went away is removed once it is back.
+    let purges = app
+        .admin(Method::GET, "/v2/jobs?type=DELETE_BACKUP", None)
+        .await;
+    let of_backup: Vec<&Value> = purges["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["resource"]["backupId"] == backup.as_str())
+        .collect();
+    assert_eq!(
+        of_backup.len(),
+        1,
+        "one purge of the failed backup: {purges}"
+    );
+    let purge_id = of_backup[0]["jobId"].as_str().unwrap().to_owned();
+    weed.run().await;
+    let purged = wait_for_job(&app, &purge_id).await;
+    assert_eq!(purged["status"], "SUCCESSFUL", "{purged}");
+    let project = described["projectId"].as_str().unwrap();
+    let prefix = format!("backups/{project}/{cluster}/{backup}/");
+    let left = backstop::objects::ObjectStore::list(&region, &prefix, None, 100)
+        .await
+        .unwrap();
+    assert!(left.objects.is_empty(), "left behind: {:?}", left.objects);
+}
+
+on_both_backends!(
+    object_store_stopped_mid_backup_and_mid_restore_is_waited_out,
+    object_store_down_past_max_attempts_fails_the_backup,
+);
