@@ -3,7 +3,8 @@
 //! a backup copies and while a restore stages from it, then started again after longer than
 //! one retry delay. The job retries with backoff and finishes once the store is back, and the
 //! backup verifies; kept down past `max_attempts`, the job fails naming the storage and the
-//! backup is FAILED, never AVAILABLE.
+//! backup is FAILED, never AVAILABLE. Then the same for the cluster's Milvus (a private
+//! instance, stopped and started again on its data and address) in the middle of a backup.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +18,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    seed, shared_milvus, unique, wait_for_file, wait_for_job, Backend, TestApp, HOW_TO_START,
+    seed, shared_milvus, unique, wait_for_file, wait_for_job, wait_for_job_within, Backend,
+    PrivateMilvus, TestApp, HOW_TO_START,
 };
 
 /// `weed mini` in a directory of its own, on ports picked once so that a restart serves the
@@ -199,12 +201,44 @@ async fn describe_backup(app: &TestApp, cluster: &str, backup: &str) -> Value {
     .await
 }
 
-async fn start_backup(app: &TestApp, db: &str, name: &str) -> (String, String, String) {
-    let milvus = shared_milvus();
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "prod", &milvus.uri, &milvus.storage)
+/// The backup is AVAILABLE and a verify job re-reads every object whole.
+async fn assert_available_and_whole(app: &TestApp, cluster: &str, backup: &str) {
+    let described = describe_backup(app, cluster, backup).await;
+    assert_eq!(described["status"], "AVAILABLE", "{described}");
+    let verify = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/{backup}/verify"),
+            None,
+        )
         .await;
+    let verified = wait_for_job(app, verify["jobId"].as_str().unwrap()).await;
+    assert_eq!(
+        verified["status"], "SUCCESSFUL",
+        "every object whole: {verified}"
+    );
+}
+
+async fn start_backup(app: &TestApp, db: &str, name: &str) -> (String, String, String) {
+    start_backup_of(
+        app,
+        &shared_milvus().uri,
+        &shared_milvus().storage,
+        db,
+        name,
+    )
+    .await
+}
+
+async fn start_backup_of(
+    app: &TestApp,
+    uri: &str,
+    storage: &str,
+    db: &str,
+    name: &str,
+) -> (String, String, String) {
+    let project = app.create_project("p").await;
+    let cluster = app.register_cluster(&project, "prod", uri, storage).await;
     let created = app
         .admin(
             Method::POST,
@@ -251,22 +285,7 @@ async fn object_store_stopped_mid_backup_and_mid_restore_is_waited_out(backend: 
     weed.run().await;
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    assert_eq!(
-        describe_backup(&app, &cluster, &backup).await["status"],
-        "AVAILABLE"
-    );
-    let verify = app
-        .admin(
-            Method::POST,
-            &format!("/v2/clusters/{cluster}/backups/{backup}/verify"),
-            None,
-        )
-        .await;
-    let verified = wait_for_job(&app, verify["jobId"].as_str().unwrap()).await;
-    assert_eq!(
-        verified["status"], "SUCCESSFUL",
-        "every object whole: {verified}"
-    );
+    assert_available_and_whole(&app, &cluster, &backup).await;
 
     // The restore from it: staging reads the region, which goes away after one file.
     let target = unique("back");
@@ -372,6 +391,51 @@ async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) 
         .await
         .unwrap();
     assert!(left.objects.is_empty(), "left behind: {:?}", left.objects);
+}
+
+/// The cluster's Milvus stops after the first binlog of a backup (the copy goes on from its
+/// storage; reading the collection again fails): the job retries until Milvus is back, about
+/// a minute later, and finishes, and the backup verifies. One database: this is about the
+/// job's retries, which both run alike, and a private Milvus costs a minute per start here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milvus_stopped_mid_backup_is_waited_out() {
+    let milvus = PrivateMilvus::start().await;
+    let db = unique("db");
+    let name = unique("c");
+    seed(&milvus.uri, &["create-rich", &db, &name, "20"]).await;
+    let backup_barrier = tempfile::tempdir().unwrap();
+    let backup_hook = pause_after_one_file(backup_barrier.path());
+    let app = TestApp::spawn_with(Backend::Postgres, move |c| {
+        c.backup.copy_parallelism = 1;
+        c.jobs.max_attempts = 200;
+        c.jobs.backoff_base_ms = 500;
+        c.jobs.backoff_max_ms = 2000;
+        c.test_hooks.backup_copy = Some(backup_hook);
+    })
+    .await;
+    let limit = Duration::from_secs(300);
+
+    let (cluster, backup, job_id) =
+        start_backup_of(&app, &milvus.uri, &milvus.storage, &db, &name).await;
+    wait_for_file(&backup_barrier.path().join("paused")).await;
+    assert!(milvus.stop(), "Milvus stopped");
+    std::fs::write(backup_barrier.path().join("resume"), b"").unwrap();
+    let failing = wait_for_failed_attempt(&app, &job_id).await;
+    assert_ne!(
+        failing["status"], "FAILED",
+        "retried, not given up: {failing}"
+    );
+    assert!(
+        failing["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
+        "the reason says Milvus did not answer: {failing}"
+    );
+    milvus.restart().await;
+    let job = wait_for_job_within(&app, &job_id, limit).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    assert_available_and_whole(&app, &cluster, &backup).await;
 }
 
 on_both_backends!(

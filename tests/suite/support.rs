@@ -422,6 +422,7 @@ pub struct PrivateMilvus {
     pub uri: String,
     pub storage: String,
     dir: TempDir,
+    flags: Vec<String>,
     _turn: std::fs::File,
 }
 
@@ -489,30 +490,36 @@ impl PrivateMilvus {
             uri,
             storage: field("storage"),
             dir,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             _turn: turn,
         };
-        // The wrapper's banner can come before the proxy serves gRPC on a busy machine.
-        let client = backstop::milvus::MilvusClient::new(
-            &milvus.uri,
-            None,
-            tls_ca_pem,
-            std::time::Duration::from_secs(5),
-        )
-        .unwrap();
-        let started = std::time::Instant::now();
-        // A Milvus with authorization on answers without credentials by refusing them.
-        while let Err(e) = client.version().await.or_else(|e| match e {
-            backstop::milvus::MilvusError::Unauthenticated { .. } => Ok(String::new()),
-            e => Err(e),
-        }) {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(90),
-                "private Milvus at {} not serving after 90 s: {e}",
-                milvus.uri
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        wait_serving(&milvus.uri, tls_ca_pem).await;
         milvus
+    }
+
+    /// Starts it again after `stop`, on the same data and address (a Milvus that went away
+    /// and came back).
+    pub async fn restart(&self) {
+        let port = self
+            .uri
+            .rsplit(':')
+            .next()
+            .expect("uri with a port")
+            .to_owned();
+        let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
+            .arg("start")
+            .arg(self.dir.path())
+            .args(&self.flags)
+            .args(["--proxy-port", &port])
+            .output()
+            .await
+            .expect("run scripts/milvus-instance");
+        assert!(
+            started.status.success(),
+            "scripts/milvus-instance start (restart) failed: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        wait_serving(&self.uri, None).await;
     }
 
     pub fn stop(&self) -> bool {
@@ -522,6 +529,30 @@ impl PrivateMilvus {
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
+    }
+}
+
+/// Waits until the Milvus at `uri` serves gRPC (the wrapper's banner can come before the proxy
+/// does on a busy machine); a Milvus with authorization on counts when it refuses no
+/// credentials.
+async fn wait_serving(uri: &str, tls_ca_pem: Option<&str>) {
+    let client = backstop::milvus::MilvusClient::new(
+        uri,
+        None,
+        tls_ca_pem,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    while let Err(e) = client.version().await.or_else(|e| match e {
+        backstop::milvus::MilvusError::Unauthenticated { .. } => Ok(String::new()),
+        e => Err(e),
+    }) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "private Milvus at {uri} not serving after 90 s: {e}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
