@@ -136,11 +136,18 @@ pub async fn copy_objects(
             step: Some(progress.step.to_owned()),
         }
     };
-    futures::stream::iter(objects)
+    // After the first failure no new copy starts, but those in flight run to their end: a
+    // request dropped half-way may still land on the server after the caller has cleaned up
+    // (a canceled restore would then leave a staged object behind).
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Result<(), JobError>> = futures::stream::iter(objects)
         .map(|(object, dest_key)| {
             let (source, dest, copied, bytes) = (source.clone(), dest.clone(), &copied, &bytes);
-            let (reported, report) = (&reported, &report);
-            async move {
+            let (reported, report, failed) = (&reported, &report, &failed);
+            let copy = async move {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 ctx.checkpoint()?;
                 let written = objects::copy(source.as_ref(), &object.key, dest.as_ref(), &dest_key)
                     .await
@@ -169,11 +176,21 @@ pub async fn copy_objects(
                     pause.wait(ctx).await?;
                 }
                 Ok(())
+            };
+            async move {
+                let result = copy.await;
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                result
             }
         })
         .buffer_unordered(parallelism)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .collect()
+        .await;
+    if let Some(err) = results.into_iter().find_map(Result::err) {
+        return Err(err);
+    }
     ctx.progress(report(total)).await?;
     Ok(total)
 }
