@@ -79,21 +79,21 @@ impl OutboundPolicy {
     /// The host and port of an `http(s)://host[:port]` address, resolved and checked; an
     /// address that does not parse is left to the caller's own validation.
     pub async fn check_url(&self, url: &str) -> Result<(), OutboundError> {
-        let Ok(uri) = url.parse::<http::Uri>() else {
+        let Some((host, port)) = url.parse::<http::Uri>().ok().as_ref().and_then(host_port) else {
             return Ok(());
         };
-        let Some(host) = uri.host() else {
-            return Ok(());
-        };
-        let port = uri
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            });
-        self.resolve(host, port).await.map(|_| ())
+        self.resolve(&host, port).await.map(|_| ())
     }
+}
+
+/// The host of `uri` and its port (the scheme's default when none is written).
+fn host_port(uri: &http::Uri) -> Option<(String, u16)> {
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    Some((uri.host()?.to_owned(), uri.port_u16().unwrap_or(default)))
 }
 
 /// Dials a Milvus for tonic: resolves the URI's host, checks every address against `policy`,
@@ -115,17 +115,8 @@ pub fn connector(
         let policy = policy.clone();
         async move {
             let invalid = std::io::Error::other;
-            let host = uri
-                .host()
-                .ok_or_else(|| invalid(format!("{uri} names no host")))?
-                .to_owned();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                });
+            let (host, port) =
+                host_port(&uri).ok_or_else(|| invalid(format!("{uri} names no host")))?;
             let addrs = policy
                 .resolve(&host, port)
                 .await

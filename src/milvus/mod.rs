@@ -312,16 +312,7 @@ fn why_unreachable(status: &tonic::Status) -> String {
         || lower.contains("did not resolve")
     {
         "its host name did not resolve".to_owned()
-    } else if [
-        "certificate",
-        "tls",
-        "handshake",
-        "invalidcontenttype",
-        "corrupt message",
-    ]
-    .iter()
-    .any(|word| lower.contains(word))
-    {
+    } else if is_tls_failure(&chain) {
         format!("TLS failed: {}", tls_verdict(&chain))
     } else if lower.contains("timed out") || lower.contains("deadline") {
         "connection timed out".to_owned()
@@ -330,6 +321,21 @@ fn why_unreachable(status: &tonic::Status) -> String {
     } else {
         "not a Milvus (it did not answer Milvus's gRPC)".to_owned()
     }
+}
+
+/// Whether a transport failure (or our description of it) is a TLS handshake that failed:
+/// an unknown issuer, a name mismatch, a server without TLS.
+pub fn is_tls_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
 }
 
 /// The part of a TLS failure that is the local library's verdict (`invalid peer certificate:

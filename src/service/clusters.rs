@@ -19,7 +19,9 @@ use crate::domain::clusters::{
 use crate::domain::{ids, names};
 use crate::error::Error;
 use crate::jobs::Jobs;
-use crate::milvus::{check_endpoint, parse_uri, CollectionSummary, MilvusClient, MilvusError};
+use crate::milvus::{
+    self, check_endpoint, parse_uri, CollectionSummary, MilvusClient, MilvusError,
+};
 use crate::objects::AccessProblem;
 use crate::outbound::OutboundError;
 use crate::store::{Cluster, OnConstraint};
@@ -264,7 +266,8 @@ impl Services {
                     cluster.milvus_uri
                 )))
             }
-            Err(MilvusError::Unreachable { message, .. }) if is_tls_failure(&message) => {
+            // A handshake that failed is the registration's mistake, not a Milvus that is down.
+            Err(MilvusError::Unreachable { message, .. }) if milvus::is_tls_failure(&message) => {
                 Err(Error::Unprocessable(format!(
                     "milvus.tlsCaPem: TLS with Milvus at {} failed ({message}); give the CA \
                      certificate (PEM) that signed its server certificate, or an http:// URI \
@@ -453,21 +456,6 @@ impl Services {
         tracing::info!(%cluster_id, "cluster deleted");
         Ok(())
     }
-}
-
-/// A handshake that failed (an unknown issuer, a name mismatch, a server without TLS) is
-/// the registration's mistake, not a Milvus that is down.
-fn is_tls_failure(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    [
-        "certificate",
-        "tls",
-        "handshake",
-        "invalidcontenttype",
-        "corrupt message",
-    ]
-    .iter()
-    .any(|word| message.contains(word))
 }
 
 /// A readable local directory must lie under the configured roots (links resolved) and be

@@ -245,6 +245,21 @@ async fn local_storage_is_confined_to_the_configured_roots(backend: Backend) {
     );
 }
 
+/// Lists the cluster's collections, expecting the service to say it could not reach the
+/// Milvus (a 5xx); the message.
+async fn listing_fails(app: &TestApp, cluster: &str) -> String {
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/collections"),
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert!(status.is_server_error(), "{status}: {body}");
+    body["message"].as_str().unwrap().to_owned()
+}
+
 /// The outbound policy: a cluster may not point the service at a denied network (the cloud
 /// metadata address by default), at registration or at any later connection, and a Milvus
 /// that does not answer is described in our words, not the far side's.
@@ -304,16 +319,7 @@ async fn outbound_policy_keeps_clusters_off_denied_networks(backend: Backend) {
         .admin(Method::GET, &format!("/v2/clusters/{id}"), None)
         .await;
     assert_eq!(described["status"], "UNREACHABLE", "{described}");
-    let (status, body) = confined
-        .call(
-            Method::GET,
-            &format!("/v2/clusters/{id}/collections"),
-            Some(&confined.admin_key),
-            None,
-        )
-        .await;
-    assert!(status.is_server_error(), "{status}: {body}");
-    let message = body["message"].as_str().unwrap();
+    let message = listing_fails(&confined, &id).await;
     assert!(
         message.contains("outbound.deny") && message.contains("127.0.0.0/8"),
         "{message}"
@@ -339,16 +345,7 @@ async fn outbound_policy_keeps_clusters_off_denied_networks(backend: Backend) {
             &milvus.storage,
         )
         .await;
-    let (status, body) = app
-        .call(
-            Method::GET,
-            &format!("/v2/clusters/{id}/collections"),
-            Some(&app.admin_key),
-            None,
-        )
-        .await;
-    assert!(status.is_server_error(), "{status}: {body}");
-    let message = body["message"].as_str().unwrap();
+    let message = listing_fails(&app, &id).await;
     assert!(message.contains("did not answer"), "{message}");
     assert!(
         !message.contains("secret-token") && !message.contains("HTTP/1.1"),

@@ -174,6 +174,23 @@ fn pause_after_one_file(dir: &Path) -> PausePoint {
     }
 }
 
+/// Waits for the job at `barrier`, runs `stop` (the dependency goes away), lets the job go on.
+async fn stop_at_barrier(barrier: &Path, stop: impl FnOnce()) {
+    wait_for_file(&barrier.join("paused")).await;
+    stop();
+    std::fs::write(barrier.join("resume"), b"").unwrap();
+}
+
+/// Waits for an attempt of the job to fail and asserts the job waits to be retried; returns it.
+async fn assert_retrying(app: &TestApp, job_id: &str) -> Value {
+    let failing = wait_for_failed_attempt(app, job_id).await;
+    assert_ne!(
+        failing["status"], "FAILED",
+        "retried, not given up: {failing}"
+    );
+    failing
+}
+
 /// Polls the job until an attempt has failed (it waits to be retried, its reason says why).
 async fn wait_for_failed_attempt(app: &TestApp, job_id: &str) -> Value {
     let started = Instant::now();
@@ -268,14 +285,8 @@ async fn object_store_stopped_mid_backup_and_mid_restore_is_waited_out(backend: 
 
     // The backup: one file copied, then the store goes away under it.
     let (cluster, backup, job_id) = start_backup(&app, &db, &name).await;
-    wait_for_file(&backup_barrier.path().join("paused")).await;
-    weed.stop();
-    std::fs::write(backup_barrier.path().join("resume"), b"").unwrap();
-    let failing = wait_for_failed_attempt(&app, &job_id).await;
-    assert_ne!(
-        failing["status"], "FAILED",
-        "retried, not given up: {failing}"
-    );
+    stop_at_barrier(backup_barrier.path(), || weed.stop()).await;
+    assert_retrying(&app, &job_id).await;
     assert_eq!(
         describe_backup(&app, &cluster, &backup).await["status"],
         "CREATING"
@@ -300,14 +311,8 @@ async fn object_store_stopped_mid_backup_and_mid_restore_is_waited_out(backend: 
         )
         .await;
     let job_id = started["jobId"].as_str().unwrap().to_owned();
-    wait_for_file(&restore_barrier.path().join("paused")).await;
-    weed.stop();
-    std::fs::write(restore_barrier.path().join("resume"), b"").unwrap();
-    let failing = wait_for_failed_attempt(&app, &job_id).await;
-    assert_ne!(
-        failing["status"], "FAILED",
-        "retried, not given up: {failing}"
-    );
+    stop_at_barrier(restore_barrier.path(), || weed.stop()).await;
+    assert_retrying(&app, &job_id).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     weed.run().await;
     let job = wait_for_job(&app, &job_id).await;
@@ -340,9 +345,7 @@ async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) 
     })
     .await;
     let (cluster, backup, job_id) = start_backup(&app, &db, &name).await;
-    wait_for_file(&barrier.path().join("paused")).await;
-    weed.stop();
-    std::fs::write(barrier.path().join("resume"), b"").unwrap();
+    stop_at_barrier(barrier.path(), || weed.stop()).await;
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "FAILED", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
@@ -417,14 +420,11 @@ async fn milvus_stopped_mid_backup_is_waited_out() {
 
     let (cluster, backup, job_id) =
         start_backup_of(&app, &milvus.uri, &milvus.storage, &db, &name).await;
-    wait_for_file(&backup_barrier.path().join("paused")).await;
-    assert!(milvus.stop(), "Milvus stopped");
-    std::fs::write(backup_barrier.path().join("resume"), b"").unwrap();
-    let failing = wait_for_failed_attempt(&app, &job_id).await;
-    assert_ne!(
-        failing["status"], "FAILED",
-        "retried, not given up: {failing}"
-    );
+    stop_at_barrier(backup_barrier.path(), || {
+        assert!(milvus.stop(), "Milvus stopped")
+    })
+    .await;
+    let failing = assert_retrying(&app, &job_id).await;
     assert!(
         failing["reason"]
             .as_str()

@@ -422,7 +422,9 @@ pub struct PrivateMilvus {
     pub uri: String,
     pub storage: String,
     dir: TempDir,
+    /// What it was started with, for `restart`.
     flags: Vec<String>,
+    tls_ca_pem: Option<String>,
     _turn: std::fs::File,
 }
 
@@ -462,19 +464,8 @@ impl PrivateMilvus {
             .join("private-milvus");
         std::fs::create_dir_all(&parent).expect("private Milvus parent dir");
         let dir = tempfile::tempdir_in(&parent).expect("temp dir");
-        let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
-            .arg("start")
-            .arg(dir.path())
-            .args(flags)
-            .output()
-            .await
-            .expect("run scripts/milvus-instance");
-        assert!(
-            started.status.success(),
-            "scripts/milvus-instance start failed: {}; {HOW_TO_START}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let line = String::from_utf8_lossy(&started.stdout).to_string();
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let line = start_instance(dir.path(), &flags).await;
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -490,7 +481,8 @@ impl PrivateMilvus {
             uri,
             storage: field("storage"),
             dir,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
+            flags,
+            tls_ca_pem: tls_ca_pem.map(str::to_owned),
             _turn: turn,
         };
         wait_serving(&milvus.uri, tls_ca_pem).await;
@@ -506,20 +498,9 @@ impl PrivateMilvus {
             .next()
             .expect("uri with a port")
             .to_owned();
-        let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
-            .arg("start")
-            .arg(self.dir.path())
-            .args(&self.flags)
-            .args(["--proxy-port", &port])
-            .output()
-            .await
-            .expect("run scripts/milvus-instance");
-        assert!(
-            started.status.success(),
-            "scripts/milvus-instance start (restart) failed: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        wait_serving(&self.uri, None).await;
+        let flags = [&self.flags[..], &["--proxy-port".to_owned(), port]].concat();
+        start_instance(self.dir.path(), &flags).await;
+        wait_serving(&self.uri, self.tls_ca_pem.as_deref()).await;
     }
 
     pub fn stop(&self) -> bool {
@@ -530,6 +511,23 @@ impl PrivateMilvus {
             .map(|s| s.success())
             .unwrap_or(false)
     }
+}
+
+/// `scripts/milvus-instance start DIR FLAGS...`; its line `uri=... storage=... pid=...`.
+async fn start_instance(dir: &Path, flags: &[String]) -> String {
+    let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
+        .arg("start")
+        .arg(dir)
+        .args(flags)
+        .output()
+        .await
+        .expect("run scripts/milvus-instance");
+    assert!(
+        started.status.success(),
+        "scripts/milvus-instance start failed: {}; {HOW_TO_START}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    String::from_utf8_lossy(&started.stdout).to_string()
 }
 
 /// Waits until the Milvus at `uri` serves gRPC (the wrapper's banner can come before the proxy
