@@ -16,7 +16,8 @@ pub struct PausePoint {
 }
 
 /// Where a job may be held. Set in-process by tests, or for a child process with
-/// `BACKSTOP_TEST_BACKUP_PAUSE=<files>:<dir>` / `BACKSTOP_TEST_RESTORE_PAUSE=<files>:<dir>`.
+/// `BACKSTOP_TEST_BACKUP_PAUSE=<files>:<dir>`, `BACKSTOP_TEST_RESTORE_PAUSE=<files>:<dir>`,
+/// `BACKSTOP_TEST_IMPORT_PAUSE=<imports>:<dir>`.
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestHooks {
@@ -24,6 +25,8 @@ pub struct TestHooks {
     pub backup_copy: Option<PausePoint>,
     /// In a restore's staging, after N binlogs staged.
     pub restore_stage: Option<PausePoint>,
+    /// In a restore's import, after Milvus accepted N `Import` calls (before waiting on them).
+    pub restore_import: Option<PausePoint>,
 }
 
 /// Without the `test-hooks` feature there are no barriers.
@@ -44,6 +47,7 @@ impl TestHooks {
         Ok(TestHooks {
             backup_copy: point("BACKSTOP_TEST_BACKUP_PAUSE")?,
             restore_stage: point("BACKSTOP_TEST_RESTORE_PAUSE")?,
+            restore_import: point("BACKSTOP_TEST_IMPORT_PAUSE")?,
         })
     }
 
@@ -56,6 +60,14 @@ impl TestHooks {
     pub fn backup_copy(&self) -> Option<&PausePoint> {
         #[cfg(feature = "test-hooks")]
         return self.backup_copy.as_ref();
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+
+    /// The barrier in a restore's import, if one is set.
+    pub fn restore_import(&self) -> Option<&PausePoint> {
+        #[cfg(feature = "test-hooks")]
+        return self.restore_import.as_ref();
         #[cfg(not(feature = "test-hooks"))]
         None
     }

@@ -343,6 +343,7 @@ impl BackupHandler {
                 size: m.size as i64,
                 loaded: c.description.loaded,
                 loadable: Some(c.description.loadable()),
+                aliases: c.description.aliases.clone(),
             })
             .collect();
         let completed = services

@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 pub const RESTORE_COLLECTION_JOB: &str = "RESTORE_COLLECTION";
 pub const RESTORE_CLUSTER_JOB: &str = "RESTORE_CLUSTER";
 
+/// What a restore does when its destination collection exists already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnExisting {
+    /// Refuse the restore (409 before it starts); the default.
+    #[default]
+    Fail,
+    /// Drop the existing collection and restore in its place, once every object the restore
+    /// reads has been verified.
+    Drop,
+    /// Leave the existing collection as it is and restore the others.
+    Skip,
+}
+
 /// One collection to restore: where it comes from in the backup, where it goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +32,11 @@ pub struct RestoreTarget {
     pub dest_collection_name: String,
     /// Load the restored collection.
     pub load: bool,
+    #[serde(default)]
+    pub on_existing: OnExisting,
+    /// Schema, partitions, indexes and aliases only: no rows are imported.
+    #[serde(default)]
+    pub meta_only: bool,
 }
 
 /// The payload of a restore job.
@@ -60,6 +79,9 @@ pub fn renames(targets: &[RestoreTarget]) -> BTreeMap<(&str, &str), (&str, &str)
 #[serde(rename_all = "camelCase")]
 pub struct RestoreResult {
     pub users: Vec<CreatedUser>,
+    /// What the restore left as it found it, e.g. an alias another collection holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -85,6 +107,7 @@ impl RestoreResult {
                     password: None,
                 })
                 .collect(),
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -113,6 +136,7 @@ mod tests {
                 user_name: "u".into(),
                 password: Some("p".into()),
             }],
+            warnings: vec![],
         };
         assert!(result.has_passwords());
         let read = result.without_passwords();

@@ -67,6 +67,8 @@ pub struct CollectionInBackup {
     /// recorded, or still being taken).
     #[serde(skip_serializing_if = "Option::is_none")]
     loadable: Option<bool>,
+    /// The collection's aliases, restored with it.
+    aliases: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -175,6 +177,7 @@ fn db_collections(backup: &Backup) -> Vec<DbInBackup> {
                     row_count: c.row_count,
                     size: c.size,
                     loadable: c.loadable,
+                    aliases: c.aliases.clone(),
                 },
             );
         }
@@ -190,6 +193,7 @@ fn db_collections(backup: &Backup) -> Vec<DbInBackup> {
                         row_count: 0,
                         size: 0,
                         loadable: None,
+                        aliases: Vec::new(),
                     },
                 );
             }

@@ -68,6 +68,9 @@ pub struct CollectionDescription {
     pub indexes: Vec<IndexDescription>,
     pub loaded: bool,
     pub created_utc_ms: u64,
+    /// Other names the collection answers to (backups made before aliases were kept: none).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl CollectionDescription {
@@ -77,6 +80,12 @@ impl CollectionDescription {
         self.collection_id == other.collection_id
             && self.fields == other.fields
             && self.partitions == other.partitions
+    }
+
+    /// A partition-key collection: Milvus makes and names its partitions itself
+    /// (`_default_0` … `_default_<n-1>`), routing each row by the key's hash.
+    pub fn has_partition_key(&self) -> bool {
+        self.fields.iter().any(|f| f.is_partition_key)
     }
 
     /// Milvus loads a collection only when every vector field has an index.
@@ -168,6 +177,11 @@ impl MilvusClient {
             indexes,
             loaded: loaded.contains_key(name),
             created_utc_ms: described.created_utc_timestamp,
+            aliases: {
+                let mut aliases = described.aliases;
+                aliases.sort();
+                aliases
+            },
         })
     }
 

@@ -64,6 +64,17 @@ pub enum MilvusError {
     },
 }
 
+impl MilvusError {
+    /// Milvus did not answer (stopped, restarting, out of reach): the same call may work
+    /// later, unlike a refusal.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            MilvusError::Timeout { .. } | MilvusError::Unreachable { .. }
+        )
+    }
+}
+
 /// A collection as listed by `ShowCollections`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionSummary {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use milvus::proto::common::{ConsistencyLevel, ImportState, KeyValuePair};
 use milvus::proto::milvus::{
-    CreateCollectionRequest, CreateDatabaseRequest, CreateIndexRequest, CreatePartitionRequest,
-    DropCollectionRequest, GetImportStateRequest, GetLoadingProgressRequest, ImportRequest,
-    LoadCollectionRequest,
+    AlterAliasRequest, CreateAliasRequest, CreateCollectionRequest, CreateDatabaseRequest,
+    CreateIndexRequest, CreatePartitionRequest, DescribeCollectionRequest, DropCollectionRequest,
+    GetImportStateRequest, GetLoadingProgressRequest, ImportRequest, LoadCollectionRequest,
 };
 use milvus::proto::schema::{CollectionSchema, DataType, FieldSchema};
 use prost::Message;
@@ -64,6 +64,9 @@ pub fn schema_for(description: &CollectionDescription, name: &str) -> Result<Vec
     Ok(schema.encode_to_vec())
 }
 
+/// What Milvus 2.3 says of an import task it was running when it stopped.
+const IMPORT_LOST_IN_RESTART: &str = "marked failed as service restarted";
+
 impl MilvusClient {
     /// Creates `db_name` unless it exists.
     pub async fn ensure_database(&self, db_name: &str) -> Result<(), MilvusError> {
@@ -81,6 +84,8 @@ impl MilvusClient {
         check(Some(&status), "CreateDatabase")
     }
 
+    /// Creates `name` with the schema of `description`. A partition-key collection gets as
+    /// many partitions as the backup recorded, so Milvus names them as the backup does.
     pub async fn create_collection(
         &self,
         db_name: &str,
@@ -88,6 +93,11 @@ impl MilvusClient {
         description: &CollectionDescription,
         shards_num: i32,
     ) -> Result<(), MilvusError> {
+        let num_partitions = if description.has_partition_key() {
+            description.partitions.len() as i64
+        } else {
+            0
+        };
         let mut client = self.client.clone();
         let message = CreateCollectionRequest {
             db_name: db_name.to_owned(),
@@ -101,6 +111,7 @@ impl MilvusClient {
                 .iter()
                 .map(|(k, v)| kv(k, v))
                 .collect(),
+            num_partitions,
             ..Default::default()
         };
         let status = self
@@ -139,6 +150,62 @@ impl MilvusClient {
             .call(client.drop_collection(self.request(message, Some(db_name))))
             .await?;
         check(Some(&status), "DropCollection")
+    }
+
+    /// Gives `collection` the other name `alias`. Milvus refuses an alias another collection
+    /// holds (it is not moved).
+    pub async fn create_alias(
+        &self,
+        db_name: &str,
+        collection: &str,
+        alias: &str,
+    ) -> Result<(), MilvusError> {
+        let mut client = self.client.clone();
+        let message = CreateAliasRequest {
+            db_name: db_name.to_owned(),
+            collection_name: collection.to_owned(),
+            alias: alias.to_owned(),
+            ..Default::default()
+        };
+        let status = self
+            .call(client.create_alias(self.request(message, Some(db_name))))
+            .await?;
+        check(Some(&status), "CreateAlias")
+    }
+
+    /// Points `alias` at `collection` (it must exist already).
+    pub async fn alter_alias(
+        &self,
+        db_name: &str,
+        collection: &str,
+        alias: &str,
+    ) -> Result<(), MilvusError> {
+        let mut client = self.client.clone();
+        let message = AlterAliasRequest {
+            db_name: db_name.to_owned(),
+            collection_name: collection.to_owned(),
+            alias: alias.to_owned(),
+            ..Default::default()
+        };
+        let status = self
+            .call(client.alter_alias(self.request(message, Some(db_name))))
+            .await?;
+        check(Some(&status), "AlterAlias")
+    }
+
+    /// Whether `name` (a collection or an alias) names a collection that exists. Milvus 2.3
+    /// keeps the aliases of a dropped collection: they name none.
+    pub async fn names_a_collection(&self, db_name: &str, name: &str) -> Result<bool, MilvusError> {
+        let mut client = self.client.clone();
+        let message = DescribeCollectionRequest {
+            db_name: db_name.to_owned(),
+            collection_name: name.to_owned(),
+            ..Default::default()
+        };
+        let described = self
+            .call(client.describe_collection(self.request(message, Some(db_name))))
+            .await?;
+        Ok(check(described.status.as_ref(), "DescribeCollection").is_ok())
     }
 
     /// `Import` of one partition's binlog directories with `backup=true`; returns task ids.
@@ -186,6 +253,13 @@ impl MilvusClient {
                         .find(|kv| kv.key == "failed_reason")
                         .map(|kv| kv.value.clone())
                         .unwrap_or_else(|| "no reason given".to_owned());
+                    // Milvus 2.3 fails the import tasks it was running when it stopped.
+                    if reason.contains(IMPORT_LOST_IN_RESTART) {
+                        return Err(MilvusError::Unreachable {
+                            uri: self.uri.clone(),
+                            message: format!("it restarted during import task {task}"),
+                        });
+                    }
                     return Err(MilvusError::Refused {
                         operation: "Import",
                         reason,

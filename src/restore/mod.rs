@@ -8,7 +8,7 @@
 //! created and removes its staging files; an attempt after a crash drops what an earlier
 //! attempt created and starts the destination side again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +24,8 @@ use crate::clusters::{self, ClusterStorage};
 use crate::crypto::SecretBox;
 use crate::domain::backups::BackupLayout;
 use crate::domain::restore::{
-    allowed_shards, clamp_shards, CreatedUser, RestorePlan, RestoreResult, RestoreTarget,
+    allowed_shards, clamp_shards, CreatedUser, OnExisting, RestorePlan, RestoreResult,
+    RestoreTarget,
 };
 use crate::domain::restore::{RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
 use crate::jobs::Registry;
@@ -121,6 +122,15 @@ fn milvus(context: &str, err: MilvusError) -> JobError {
     retryable(context, err)
 }
 
+/// A refusal ends the job; Milvus not answering (stopped, restarting) is waited out.
+fn refused_or_retry(context: &str, err: MilvusError) -> JobError {
+    if err.is_transient() {
+        retryable(context, err)
+    } else {
+        JobError::Permanent(format!("{context}: {err}"))
+    }
+}
+
 /// Keys of one collection's binlogs in the backup.
 fn binlogs_of<'a>(
     manifest: &'a Manifest,
@@ -205,10 +215,20 @@ impl JobHandler for RestoreHandler {
         )
         .await?;
 
-        // An earlier attempt may have created collections: start the destination side again.
+        // An earlier attempt may have created collections: start the destination side again
+        // (a Milvus that does not answer yet is waited for: the collection must go first).
         for (db, name) in &saved.created {
-            if let Err(e) = client.drop_collection(db, name).await {
-                tracing::warn!(%db, %name, error = %e, "could not drop a collection of an earlier attempt");
+            match client.drop_collection(db, name).await {
+                Err(e) if e.is_transient() => {
+                    return Err(milvus(
+                        &format!("dropping {db}.{name} of an earlier attempt"),
+                        e,
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(%db, %name, error = %e, "could not drop a collection of an earlier attempt")
+                }
+                Ok(()) => {}
             }
         }
         let mut created = SavedState::default();
@@ -218,17 +238,23 @@ impl JobHandler for RestoreHandler {
         // The staging copy goes whatever happened (Milvus has read it, or will not).
         stage.remove().await;
         let err = match result {
-            Ok(bytes) => {
+            Ok(restored) => {
                 // A finished job's step says what it did, not the last thing it was doing.
+                let mut said = format!(
+                    "restored {} collection(s) into cluster {}",
+                    restored.collections, dest.id
+                );
+                if restored.skipped > 0 {
+                    said.push_str(&format!(
+                        "; skipped {} that existed (onExisting SKIP)",
+                        restored.skipped
+                    ));
+                }
                 let done = Progress {
                     percent: 100,
-                    bytes_done: bytes as i64,
-                    bytes_total: bytes as i64,
-                    step: Some(format!(
-                        "restored {} collection(s) into cluster {}",
-                        plan.targets.len(),
-                        dest.id
-                    )),
+                    bytes_done: restored.bytes as i64,
+                    bytes_total: restored.bytes as i64,
+                    step: Some(said),
                 };
                 let _ = ctx.progress(done).await;
                 return Ok(());
@@ -246,10 +272,24 @@ impl JobHandler for RestoreHandler {
     }
 }
 
+/// What a restore did: the bytes staged, the collections restored and skipped.
+struct Restored {
+    bytes: u64,
+    collections: usize,
+    skipped: usize,
+}
+
 /// One collection to restore: where it goes, and what the backup holds of it.
 struct Entry<'a> {
     target: &'a RestoreTarget,
     backed_up: &'a ManifestCollection,
+}
+
+impl Entry<'_> {
+    /// The destination `(db, name)`.
+    fn dest(&self) -> (&String, &String) {
+        (&self.target.dest_db_name, &self.target.dest_collection_name)
+    }
 }
 
 /// One attempt of a restore: the backup it reads and the destination it writes.
@@ -274,7 +314,7 @@ impl RestoreHandler {
         client: &MilvusClient,
         stage: &Staging,
         created: &mut SavedState,
-    ) -> Result<u64, JobError> {
+    ) -> Result<Restored, JobError> {
         let services = &self.services;
         let backup = available_backup(services, ctx).await?;
         let source = services.storage_in(&plan.source_region_id)?;
@@ -289,10 +329,22 @@ impl RestoreHandler {
             layout,
             manifest,
         };
-        let entries = attempt.entries(plan, &backup.id)?;
+        let mut entries = attempt.entries(plan, &backup.id)?;
+        // What the destination holds already decides onExisting SKIP and DROP.
+        let existing = attempt.existing(&entries).await?;
+        let mut skipped = 0;
+        entries.retain(|e| {
+            let (db, name) = e.dest();
+            let skip = e.target.on_existing == OnExisting::Skip
+                && existing.contains(&(db.clone(), name.clone()));
+            skipped += usize::from(skip);
+            !skip
+        });
 
         step(ctx, 2, "verifying backup objects".to_owned()).await?;
         let binlogs = attempt.verify(&entries).await?;
+        // Replaced only now, with every object the restore reads known to be whole.
+        attempt.drop_replaced(&entries, &existing).await?;
         let metas = attempt.create(dest, &entries, created).await?;
         let staged = attempt.stage(binlogs).await?;
         // `step`, with the bytes staged kept in the job's progress for the steps after.
@@ -306,18 +358,23 @@ impl RestoreHandler {
             })
             .await
         };
+        let mut warnings = Vec::new();
         for (i, (entry, meta)) in entries.iter().zip(&metas).enumerate() {
-            let (db, name) = (
-                &entry.target.dest_db_name,
-                &entry.target.dest_collection_name,
-            );
+            let (db, name) = entry.dest();
+            let doing = if entry.target.meta_only {
+                "indexing"
+            } else {
+                "importing"
+            };
             after(
                 40 + (55 * i / entries.len()) as i32,
-                format!("importing {db}.{name}"),
+                format!("{doing} {db}.{name}"),
             )
             .await?;
             attempt.import(entry, meta).await?;
+            warnings.extend(attempt.aliases(entry, meta).await?);
         }
+        let mut result = None;
         if plan.rbac {
             if let Some(rbac) = &attempt.manifest.rbac {
                 // A cluster restore brings everything; a collection restore the grants on
@@ -329,16 +386,37 @@ impl RestoreHandler {
                     after(97, "restoring grants".to_owned()).await?;
                     rbac.collection_grants(&plan.renames())
                 };
-                self.restore_rbac(ctx, client, &rbac).await?;
+                result = Some(self.restore_rbac(ctx, client, &rbac).await?);
             }
+        }
+        if !warnings.is_empty() {
+            let mut result = result.unwrap_or_else(|| self.earlier_result(ctx));
+            result.warnings = warnings;
+            let plain = serde_json::to_vec(&result).expect("result serializes");
+            ctx.save_result(&self.services.secrets.seal(&plain)).await?;
         }
         after(99, "removing staging files".to_owned()).await?;
         tracing::info!(
             collections = entries.len(),
+            skipped,
             bytes = staged,
             "restore finished"
         );
-        Ok(staged)
+        Ok(Restored {
+            bytes: staged,
+            collections: entries.len(),
+            skipped,
+        })
+    }
+
+    /// The result an earlier attempt saved (its new users' passwords), or none.
+    fn earlier_result(&self, ctx: &JobContext) -> RestoreResult {
+        ctx.job()
+            .result
+            .as_deref()
+            .and_then(|sealed| self.services.secrets.open(sealed).ok())
+            .and_then(|plain| serde_json::from_slice(&plain).ok())
+            .unwrap_or_default()
     }
 
     /// Creates the backup's roles, grants, users and bindings that the destination lacks.
@@ -350,19 +428,13 @@ impl RestoreHandler {
         ctx: &JobContext,
         client: &MilvusClient,
         rbac: &Rbac,
-    ) -> Result<(), JobError> {
+    ) -> Result<RestoreResult, JobError> {
         let secrets = &self.services.secrets;
         let existing = client
             .read_rbac()
             .await
             .map_err(|e| milvus("reading the destination's users and roles", e))?;
-        let earlier: RestoreResult = ctx
-            .job()
-            .result
-            .as_deref()
-            .and_then(|sealed| secrets.open(sealed).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-            .unwrap_or_default();
+        let earlier = self.earlier_result(ctx);
         let mut result = RestoreResult::default();
         for user in &rbac.users {
             if BUILTIN_USERS.contains(&user.as_str()) {
@@ -438,7 +510,7 @@ impl RestoreHandler {
             users_created = result.users.len(),
             "users, roles and grants restored"
         );
-        Ok(())
+        Ok(result)
     }
 }
 
@@ -475,6 +547,88 @@ impl Attempt<'_> {
             .collect()
     }
 
+    /// The destination collections that exist now, of the databases the entries go to.
+    async fn existing(
+        &self,
+        entries: &[Entry<'_>],
+    ) -> Result<BTreeSet<(String, String)>, JobError> {
+        let databases: BTreeSet<&str> = entries
+            .iter()
+            .map(|e| e.target.dest_db_name.as_str())
+            .collect();
+        let databases: Vec<&str> = databases.into_iter().collect();
+        let by_db = self
+            .client
+            .collections_by_database(Some(&databases))
+            .await
+            .map_err(|e| milvus("listing the destination's collections", e))?;
+        Ok(by_db
+            .into_iter()
+            .flat_map(|(db, cs)| cs.into_iter().map(move |c| (db.clone(), c.name)))
+            .collect())
+    }
+
+    /// Drops the destination collections that `onExisting: DROP` replaces.
+    async fn drop_replaced(
+        &self,
+        entries: &[Entry<'_>],
+        existing: &BTreeSet<(String, String)>,
+    ) -> Result<(), JobError> {
+        for entry in entries {
+            let (db, name) = entry.dest();
+            if entry.target.on_existing != OnExisting::Drop
+                || !existing.contains(&(db.clone(), name.clone()))
+            {
+                continue;
+            }
+            step(self.ctx, 8, format!("dropping {db}.{name} to replace it")).await?;
+            self.client
+                .drop_collection(db, name)
+                .await
+                .map_err(|e| refused_or_retry(&format!("dropping {db}.{name} to replace it"), e))?;
+            tracing::info!(%db, %name, "existing collection dropped to be replaced (onExisting DROP)");
+        }
+        Ok(())
+    }
+
+    /// Gives the restored collection the backup's aliases. An alias the destination already
+    /// gives another collection stays there and is reported; one left behind by a dropped
+    /// collection (Milvus 2.3 keeps those) is taken over.
+    async fn aliases(
+        &self,
+        entry: &Entry<'_>,
+        meta: &CollectionMeta,
+    ) -> Result<Vec<String>, JobError> {
+        let client = self.client;
+        let (db, name) = entry.dest();
+        let mut warnings = Vec::new();
+        for alias in &meta.collection.aliases {
+            let context = format!("giving {db}.{name} the alias {alias}");
+            let refused = match client.create_alias(db, name, alias).await {
+                Ok(()) => continue,
+                Err(e) if e.is_transient() => return Err(milvus(&context, e)),
+                Err(refused) => refused,
+            };
+            let held = client
+                .names_a_collection(db, alias)
+                .await
+                .map_err(|e| milvus(&context, e))?;
+            if held {
+                warnings.push(format!(
+                    "alias {alias} of {}.{} stays with the collection that holds it in \
+                     {db}; {db}.{name} was restored without it ({refused})",
+                    entry.target.db_name, entry.target.collection_name
+                ));
+                continue;
+            }
+            client
+                .alter_alias(db, name, alias)
+                .await
+                .map_err(|e| refused_or_retry(&context, e))?;
+        }
+        Ok(warnings)
+    }
+
     /// Checks every object the restore needs (meta and binlogs) before the destination is
     /// touched; returns the binlogs.
     async fn verify(&self, entries: &[Entry<'_>]) -> Result<Vec<ManifestObject>, JobError> {
@@ -487,6 +641,9 @@ impl Attempt<'_> {
                 .iter()
                 .filter(|o| o.key == entry.backed_up.meta_key);
             needed.extend(meta.cloned());
+            if entry.target.meta_only {
+                continue;
+            }
             binlogs.extend(
                 binlogs_of(&self.manifest, &self.layout, entry.backed_up.collection_id)
                     .into_iter()
@@ -532,12 +689,6 @@ impl Attempt<'_> {
                     .map_err(|e| retryable("reading collection meta", e))?,
             )
             .map_err(|e| JobError::Permanent(format!("meta of {db}.{name} is unreadable: {e}")))?;
-            if meta.collection.fields.iter().any(|f| f.is_partition_key) {
-                return Err(JobError::Permanent(format!(
-                    "{}.{} uses a partition key; restoring such collections is not supported yet",
-                    target.db_name, target.collection_name
-                )));
-            }
             client
                 .ensure_database(db)
                 .await
@@ -546,7 +697,7 @@ impl Attempt<'_> {
             client
                 .create_collection(db, name, &meta.collection, shards)
                 .await
-                .map_err(|e| JobError::Permanent(format!("creating {db}.{name}: {e}")))?;
+                .map_err(|e| refused_or_retry(&format!("creating {db}.{name}"), e))?;
             created.created.push((db.clone(), name.clone()));
             ctx.save_state(&*created).await?;
             // Import finds fields by id: the new collection must have the backup's ids.
@@ -561,16 +712,33 @@ impl Attempt<'_> {
                     field_ids(&meta.collection.fields)
                 )));
             }
-            for partition in meta
-                .collection
-                .partitions
-                .iter()
-                .filter(|p| p.name != "_default")
-            {
-                client
-                    .create_partition(db, name, &partition.name)
-                    .await
-                    .map_err(|e| milvus(&format!("creating partition {}", partition.name), e))?;
+            if meta.collection.has_partition_key() {
+                // Milvus made them, named as in the backup: each imports into its namesake.
+                let names = |ps: &[crate::milvus::PartitionDescription]| {
+                    ps.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>()
+                };
+                if names(&now.partitions) != names(&meta.collection.partitions) {
+                    return Err(JobError::Permanent(format!(
+                        "{db}.{name} was created with other partitions than the backup's \
+                         partition-key collection ({} vs {})",
+                        now.partitions.len(),
+                        meta.collection.partitions.len()
+                    )));
+                }
+            } else {
+                for partition in meta
+                    .collection
+                    .partitions
+                    .iter()
+                    .filter(|p| p.name != "_default")
+                {
+                    client
+                        .create_partition(db, name, &partition.name)
+                        .await
+                        .map_err(|e| {
+                            milvus(&format!("creating partition {}", partition.name), e)
+                        })?;
+                }
             }
             metas.push(meta);
         }
@@ -620,11 +788,46 @@ impl Attempt<'_> {
     /// Imports one collection partition by partition, checks its rows, builds its indexes and
     /// loads it if asked.
     async fn import(&self, entry: &Entry<'_>, meta: &CollectionMeta) -> Result<(), JobError> {
+        let client = self.client;
+        let target = entry.target;
+        let (db, name) = entry.dest();
+        let import_wait = Duration::from_secs(self.services.config.restore.import_timeout_secs);
+        if !target.meta_only {
+            self.import_rows(entry, meta, import_wait).await?;
+        }
+        for index in &meta.collection.indexes {
+            client
+                .create_index(
+                    db,
+                    name,
+                    &index.field_name,
+                    &index.index_name,
+                    &index.params,
+                )
+                .await
+                .map_err(|e| milvus(&format!("creating index {}", index.index_name), e))?;
+        }
+        if target.load {
+            client
+                .load_and_wait(db, name, import_wait)
+                .await
+                .map_err(|e| milvus(&format!("loading {db}.{name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Imports one collection's rows partition by partition and checks how many came in.
+    async fn import_rows(
+        &self,
+        entry: &Entry<'_>,
+        meta: &CollectionMeta,
+        import_wait: Duration,
+    ) -> Result<(), JobError> {
         let (client, ctx, stage) = (self.client, self.ctx, self.stage);
         let (target, backed_up) = (entry.target, entry.backed_up);
         let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
-        let import_wait = Duration::from_secs(self.services.config.restore.import_timeout_secs);
         let mut imported = 0;
+        let mut imports = 0;
         for partition in &meta.collection.partitions {
             let has_data = backed_up
                 .segments
@@ -648,10 +851,16 @@ impl Attempt<'_> {
                 )
                 .await
                 .map_err(|e| milvus(&format!("importing {db}.{name}"), e))?;
+            imports += 1;
+            if let Some(pause) = self.services.config.test_hooks.restore_import() {
+                if pause.after(imports) {
+                    pause.wait(ctx).await?;
+                }
+            }
             for task in tasks {
                 imported += tokio::select! {
                     rows = client.wait_import(task, import_wait) => rows
-                        .map_err(|e| JobError::Permanent(format!("importing {db}.{name}: {e}")))?,
+                        .map_err(|e| refused_or_retry(&format!("importing {db}.{name}"), e))?,
                     stop = ctx.stopped() => return Err(stop.into()),
                 };
             }
@@ -680,24 +889,6 @@ impl Attempt<'_> {
             )));
         }
         tracing::info!(collection = %format!("{db}.{name}"), imported, backed_up = backed_up.row_count, "imported");
-        for index in &meta.collection.indexes {
-            client
-                .create_index(
-                    db,
-                    name,
-                    &index.field_name,
-                    &index.index_name,
-                    &index.params,
-                )
-                .await
-                .map_err(|e| milvus(&format!("creating index {}", index.index_name), e))?;
-        }
-        if target.load {
-            client
-                .load_and_wait(db, name, import_wait)
-                .await
-                .map_err(|e| milvus(&format!("loading {db}.{name}"), e))?;
-        }
         Ok(())
     }
 

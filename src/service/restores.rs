@@ -16,7 +16,8 @@ use crate::domain::backups::BackupStatus;
 use crate::domain::clusters::DedicatedOnly;
 use crate::domain::names;
 use crate::domain::restore::{
-    renames, RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB,
+    renames, OnExisting, RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB,
+    RESTORE_COLLECTION_JOB,
 };
 use crate::error::Error;
 use crate::store::{BackedUpCollection, Backup, Cluster};
@@ -26,20 +27,33 @@ use crate::store::{BackedUpCollection, Backup, Cluster};
 pub enum CollectionStatus {
     Loaded,
     NotLoaded,
+    /// Zilliz's documents use this too; the same as `NOT_LOADED`.
+    Unloaded,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CollectionToRestore {
     pub collection_name: String,
+    /// Also accepted as `targetCollectionName` (an older form of Zilliz's documents).
+    #[serde(alias = "targetCollectionName")]
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub dest_collection_name: Option<String>,
+    /// Also accepted as `targetCollectionStatus`.
+    #[serde(alias = "targetCollectionStatus")]
     pub dest_collection_status: Option<CollectionStatus>,
+    /// What to do when the destination collection exists (default: the body's `onExisting`).
+    pub on_existing: Option<OnExisting>,
+    /// Schema, partitions, indexes and aliases only (default: the body's `metaOnly`).
+    pub meta_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DbToRestore {
+    /// The database in the backup; `default` when left out.
+    #[serde(default = "crate::domain::backups::default_db")]
+    #[schema(default = "default")]
     pub db_name: String,
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub dest_db_name: Option<String>,
@@ -57,6 +71,11 @@ pub struct RestoreCollections {
     /// Grant the backup's roles their privileges on the restored collections, under the
     /// names they take (default false). Missing roles are created; no users are.
     pub restore_rbac: Option<bool>,
+    /// What to do when a destination collection exists: `FAIL` (default), `DROP` (replace it
+    /// once the backup's objects verified) or `SKIP` (leave it, restore the others).
+    pub on_existing: Option<OnExisting>,
+    /// Restore schema, partitions, indexes and aliases only, no rows (default false).
+    pub meta_only: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -68,15 +87,29 @@ pub enum ClusterCollectionStatus {
     Release,
 }
 
-/// `POST .../backups/{backupId}/restoreCluster`.
+/// `POST .../backups/{backupId}/restoreCluster`. The destination is a registered cluster:
+/// `destClusterId`, or Zilliz's form `projectId` + `clusterName` (+ `cuSize`) naming one.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreCluster {
-    pub dest_cluster_id: String,
+    pub dest_cluster_id: Option<String>,
+    /// With `clusterName`: the project of the registered destination cluster.
+    pub project_id: Option<String>,
+    /// With `projectId`: the name the destination cluster is registered under.
+    #[schema(min_length = 1, max_length = 64)]
+    pub cluster_name: Option<String>,
+    /// Zilliz sizes the new cluster with it; Backstop provisions nothing, so when given it
+    /// must be the registered destination's `cuSize`.
+    #[schema(minimum = 1, maximum = 256)]
+    pub cu_size: Option<i64>,
     pub collection_status: Option<ClusterCollectionStatus>,
     /// Recreate the backup's users, roles and grants (default true). Missing users get a new
     /// password each, shown once in the job's `result`; existing users keep theirs.
     pub restore_rbac: Option<bool>,
+    /// What to do when a destination collection exists: `FAIL` (default), `DROP` or `SKIP`.
+    pub on_existing: Option<OnExisting>,
+    /// Restore schema, partitions, indexes and aliases only, no rows (default false).
+    pub meta_only: Option<bool>,
 }
 
 impl Services {
@@ -139,14 +172,18 @@ impl Services {
         let (backup, dest) = self
             .source_and_destination(principal, cluster_id, backup_id, &body.dest_cluster_id)
             .await?;
+        let defaults = Defaults {
+            on_existing: body.on_existing.unwrap_or_default(),
+            meta_only: body.meta_only.unwrap_or(false),
+        };
         let targets = if body.db_collections.is_empty() {
             backup
                 .collections
                 .iter()
-                .map(|c| target(c, &c.db_name, &c.collection_name, false))
+                .map(|c| target(c, &c.db_name, &c.collection_name, false, defaults))
                 .collect()
         } else {
-            chosen_targets(&backup, &body.db_collections)?
+            chosen_targets(&backup, &body.db_collections, defaults)?
         };
         let rbac = body.restore_rbac.unwrap_or(false);
         let has_grants = backup
@@ -173,18 +210,59 @@ impl Services {
         backup_id: &str,
         body: RestoreCluster,
     ) -> Result<RestoreStarted, Error> {
+        let dest_cluster_id = self.cluster_restore_destination(principal, &body).await?;
         let (backup, dest) = self
-            .source_and_destination(principal, cluster_id, backup_id, &body.dest_cluster_id)
+            .source_and_destination(principal, cluster_id, backup_id, &dest_cluster_id)
             .await?;
+        if let Some(cu_size) = body.cu_size.filter(|&cu| cu != dest.cu_size) {
+            return Err(Error::Unprocessable(format!(
+                "cuSize: Backstop restores into registered clusters and provisions none;                  cluster {} has cuSize {}, not {cu_size}: leave cuSize out or give {}",
+                dest.id, dest.cu_size, dest.cu_size
+            )));
+        }
+        let defaults = Defaults {
+            on_existing: body.on_existing.unwrap_or_default(),
+            meta_only: body.meta_only.unwrap_or(false),
+        };
         let keep = body.collection_status != Some(ClusterCollectionStatus::Release);
         let targets = backup
             .collections
             .iter()
-            .map(|c| target(c, &c.db_name, &c.collection_name, keep && c.loaded))
+            .map(|c| {
+                let load = keep && c.loaded && !defaults.meta_only;
+                target(c, &c.db_name, &c.collection_name, load, defaults)
+            })
             .collect();
         let rbac = body.restore_rbac.unwrap_or(true);
         self.start_restore(&backup, dest, RESTORE_CLUSTER_JOB, targets, rbac)
             .await
+    }
+
+    /// The id of a cluster restore's destination: `destClusterId`, or the cluster registered
+    /// as `clusterName` in `projectId` (Zilliz's body, which there names a cluster to create).
+    async fn cluster_restore_destination(
+        &self,
+        principal: &Principal,
+        body: &RestoreCluster,
+    ) -> Result<String, Error> {
+        match (&body.dest_cluster_id, &body.project_id, &body.cluster_name) {
+            (Some(id), None, None) => Ok(id.clone()),
+            (Some(_), _, _) => Err(Error::invalid(
+                "give either destClusterId or projectId with clusterName, not both",
+            )),
+            (None, Some(project_id), Some(name)) => {
+                principal.authorize(project_id, Privilege::BackupRestore, "project", project_id)?;
+                let found = self.store.find_cluster_by_name(project_id, name).await?;
+                found.map(|c| c.id).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no cluster named '{name}' is registered in project {project_id};                          Backstop restores into registered clusters and creates none:                          register the destination Milvus first (POST /v2/clusters) or give                          destClusterId"
+                    ))
+                })
+            }
+            (None, _, _) => Err(Error::invalid(
+                "destClusterId is required (or projectId with clusterName naming a registered                  cluster)",
+            )),
+        }
     }
 
     /// The backup (AVAILABLE, of `cluster_id`) and the destination cluster, both checked.
@@ -257,7 +335,8 @@ impl Services {
         })
     }
 
-    /// Refuses two targets with one destination name, and destination collections that exist.
+    /// Refuses two targets with one destination name, and destination collections that exist
+    /// unless the target says to drop or skip them.
     async fn check_destinations_free(
         &self,
         dest: &Cluster,
@@ -279,10 +358,11 @@ impl Services {
             let taken = existing
                 .get(&t.dest_db_name)
                 .is_some_and(|cs| cs.iter().any(|c| c.name == t.dest_collection_name));
-            if taken {
+            if taken && t.on_existing == OnExisting::Fail {
                 return Err(Error::Conflict(format!(
                     "collection {}.{} already exists in cluster {}; restore it under another \
-                     destCollectionName or drop it first",
+                     destCollectionName, drop it first, or pass onExisting DROP (replace it) \
+                     or SKIP (leave it)",
                     t.dest_db_name, t.dest_collection_name, dest.id
                 )));
             }
@@ -291,19 +371,38 @@ impl Services {
     }
 }
 
-fn target(c: &BackedUpCollection, dest_db: &str, dest_name: &str, load: bool) -> RestoreTarget {
+/// A body's `onExisting` and `metaOnly`, for the collections that do not say their own.
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    on_existing: OnExisting,
+    meta_only: bool,
+}
+
+fn target(
+    c: &BackedUpCollection,
+    dest_db: &str,
+    dest_name: &str,
+    load: bool,
+    defaults: Defaults,
+) -> RestoreTarget {
     RestoreTarget {
         db_name: c.db_name.clone(),
         collection_name: c.collection_name.clone(),
         dest_db_name: dest_db.to_owned(),
         dest_collection_name: dest_name.to_owned(),
         load,
+        on_existing: defaults.on_existing,
+        meta_only: defaults.meta_only,
     }
 }
 
 /// The collections a `restoreCollection` body names, each found in the backup, renamed and
 /// loaded as asked.
-fn chosen_targets(backup: &Backup, chosen: &[DbToRestore]) -> Result<Vec<RestoreTarget>, Error> {
+fn chosen_targets(
+    backup: &Backup,
+    chosen: &[DbToRestore],
+    defaults: Defaults,
+) -> Result<Vec<RestoreTarget>, Error> {
     let in_backup: HashMap<(&str, &str), &BackedUpCollection> = backup
         .collections
         .iter()
@@ -341,7 +440,11 @@ fn chosen_targets(backup: &Backup, chosen: &[DbToRestore]) -> Result<Vec<Restore
                 .map_err(Error::invalid)?;
             let dest_db = db.dest_db_name.as_ref().unwrap_or(&db.db_name);
             names::validate_resource_name("destDbName", dest_db).map_err(Error::invalid)?;
-            targets.push(target(backed_up, dest_db, dest_name, load));
+            let own = Defaults {
+                on_existing: c.on_existing.unwrap_or(defaults.on_existing),
+                meta_only: c.meta_only.unwrap_or(defaults.meta_only),
+            };
+            targets.push(target(backed_up, dest_db, dest_name, load, own));
         }
     }
     Ok(targets)

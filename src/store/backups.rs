@@ -29,6 +29,9 @@ pub struct BackedUpCollection {
     /// backups recorded before this was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loadable: Option<bool>,
+    /// Its aliases when the backup was taken (restored with it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -532,6 +532,21 @@ impl Store {
         row.map(Cluster::try_from).transpose()
     }
 
+    /// The cluster registered as `name` in `project_id` (names are unique per project).
+    pub async fn find_cluster_by_name(
+        &self,
+        project_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<Cluster>> {
+        const SQL: &str = "SELECT id, project_id, name, region_id, plan, cu_size, milvus_uri, storage, secrets, created_at FROM clusters WHERE project_id = $1 AND name = $2";
+        let row: Option<ClusterRow> = on_pool!(&self.pool, p => sqlx::query_as(SQL)
+            .bind(project_id)
+            .bind(name)
+            .fetch_optional(p)
+            .await?);
+        row.map(Cluster::try_from).transpose()
+    }
+
     pub async fn list_clusters(
         &self,
         visible: &Visible,

@@ -16,6 +16,7 @@ mod faults;
 mod jobs;
 mod objects;
 mod rbac;
+mod restore_control;
 mod restores;
 mod restores_s3;
 mod store;

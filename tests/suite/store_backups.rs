@@ -136,6 +136,7 @@ async fn backups_follow_their_life_and_the_task_rules(backend: Backend) {
         size: 100,
         loaded: true,
         loadable: Some(true),
+        aliases: vec!["current".into()],
     }];
     let copy_job = job("COPY_BACKUP").for_backup(&first);
     let copy = (first.copy_regions[0].clone(), copy_job.clone());

@@ -9,6 +9,10 @@
     milvus_seed.py URI create-rbac USER PASSWORD ROLE DB COLLECTION
     milvus_seed.py URI rbac
     milvus_seed.py URI can-login USER PASSWORD
+    milvus_seed.py URI create-partition-key DB NAME ROWS
+    milvus_seed.py URI count-where DB NAME EXPR
+    milvus_seed.py URI add-alias DB NAME ALIAS
+    milvus_seed.py URI aliases DB NAME
 
 create-collection: creates database DB when missing, then collection NAME (int64 pk, float
 vector dim 8, dynamic field on) and inserts ROWS rows (default 0).
@@ -24,6 +28,10 @@ create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100
 create-rbac: user USER with PASSWORD, role ROLE granted Search on DB.COLLECTION, USER in ROLE.
 rbac: prints users and roles (with members and grants) as JSON.
 can-login: exits 0 when USER / PASSWORD sign in, 1 when refused.
+create-partition-key: NAME with a VARCHAR partition key `tenant` (11 tenants) over 16
+partitions, ROWS rows, ids 0-2 and one that never existed deleted, a FLAT index.
+count-where: prints count(*) of the rows matching EXPR (loads NAME).
+add-alias / aliases: gives NAME the alias ALIAS / prints its aliases as a JSON list.
 Prints `ok` on success. With MILVUS_TOKEN set (`user:password`), it signs in (a Milvus with
 authorization on); with MILVUS_CA_PEM set (a file), it speaks TLS, trusting that CA (URI
 https://...).
@@ -96,6 +104,47 @@ def create_rich(uri, db_name, name, rows):
     collection.set_properties({"collection.ttl.seconds": 86400})
     collection.set_properties({"mmap.enabled": True})
     print("ok")
+
+
+def create_partition_key(uri, db_name, name, rows):
+    """A partition-key collection: VARCHAR key over 16 partitions, 3 existing ids deleted and
+    one that never existed."""
+    alias = connect(uri, db_name)
+    if utility.has_collection(name, using=alias):
+        raise SystemExit(f"collection {db_name}.{name} already exists")
+    schema = CollectionSchema(
+        [
+            FieldSchema("id", DataType.INT64, is_primary=True),
+            FieldSchema("tenant", DataType.VARCHAR, max_length=32, is_partition_key=True),
+            FieldSchema("vec", DataType.FLOAT_VECTOR, dim=8),
+        ],
+        enable_dynamic_field=True,
+    )
+    collection = Collection(name, schema, using=alias, shards_num=1, num_partitions=16)
+    collection.insert([{"id": i, "tenant": f"t{i % 11}", "vec": [float(i % 5)] * 8}
+                       for i in range(rows)])
+    collection.delete(f"id in [0, 1, 2, {rows + 1000}]")
+    collection.create_index("vec", {"index_type": "FLAT", "metric_type": "L2", "params": {}})
+    print("ok")
+
+
+def count_where(uri, db_name, name, expr):
+    alias = connect(uri, db_name)
+    collection = Collection(name, using=alias)
+    collection.load()
+    print(collection.query(expr, output_fields=["count(*)"])[0]["count(*)"])
+
+
+def add_alias(uri, db_name, name, new_alias):
+    alias = connect(uri, db_name)
+    utility.create_alias(name, new_alias, using=alias)
+    print("ok")
+
+
+def aliases(uri, db_name, name):
+    import json
+    alias = connect(uri, db_name)
+    print(json.dumps(sorted(Collection(name, using=alias).aliases)))
 
 
 def create_many(uri, db_name, prefix, count):
@@ -210,6 +259,14 @@ def main(argv):
         create_rich(uri, args[0], args[1], int(args[2]))
     elif command == "create-wide":
         create_wide(uri, args[0], args[1], int(args[2]), int(args[3]))
+    elif command == "create-partition-key":
+        create_partition_key(uri, args[0], args[1], int(args[2]))
+    elif command == "count-where":
+        count_where(uri, args[0], args[1], args[2])
+    elif command == "add-alias":
+        add_alias(uri, args[0], args[1], args[2])
+    elif command == "aliases":
+        aliases(uri, args[0], args[1])
     elif command == "create-many":
         create_many(uri, args[0], args[1], int(args[2]))
     elif command == "dump":
