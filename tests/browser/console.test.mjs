@@ -328,6 +328,31 @@ step('a restore onto an existing name is refused with the API message', async ()
   await dialog().waitFor({ state: 'detached' });
 });
 
+step('a restore may skip what exists, or bring the metadata only', async () => {
+  await page.getByRole('button', { name: 'Restore' }).click();
+  let form = dialog();
+  await form.getByLabel(`New name for default.${collection}`).fill(restored);
+  await form.getByLabel('If a collection exists there').selectOption('SKIP');
+  await shot('09b-restore-options');
+  await form.getByRole('button', { name: 'Start restore' }).click();
+  await dialog().waitFor({ state: 'detached' });
+  let card = await waitForJobCard(await startedJob('Restore started'));
+  assert.equal(await card.locator('.badge').textContent(), 'SUCCESSFUL', await card.textContent());
+  assert.match(await card.textContent(), /skipped 1 that existed/);
+
+  const shape = `${collection}_shape`;
+  await page.getByRole('button', { name: 'Restore' }).click();
+  form = dialog();
+  await form.getByLabel(`New name for default.${collection}`).fill(shape);
+  await form.getByLabel(/Metadata only/).check();
+  await form.getByRole('button', { name: 'Start restore' }).click();
+  await dialog().waitFor({ state: 'detached' });
+  card = await waitForJobCard(await startedJob('Restore started'));
+  assert.equal(await card.locator('.badge').textContent(), 'SUCCESSFUL', await card.textContent());
+  assert.equal(JSON.parse(seed('dump', 'default', shape)).rows.length, 0, 'no rows, only the shape');
+  seed('drop-collection', 'default', shape);
+});
+
 step('verifies the backup', async () => {
   await page.getByRole('button', { name: 'Verify' }).click();
   const jobId = await startedJob('Verification started');

@@ -36,7 +36,9 @@ function cancelButton(job, onCanceled) {
 function details(job) {
   if (job.reason) return h('span', { class: 'reason' }, job.reason);
   const parts = [];
-  if (job.currentStep && !isFinal(job.status)) parts.push(job.currentStep);
+  // A finished job's step says what it did (e.g. "restored 2 collection(s) …; skipped 1").
+  if (job.currentStep && (!isFinal(job.status) || job.status === 'SUCCESSFUL')) parts.push(job.currentStep);
+  for (const warning of job.result?.warnings ?? []) parts.push(`note: ${warning}`);
   if (job.bytesTotal > 0) parts.push(`${formatBytes(job.bytesDone)} of ${formatBytes(job.bytesTotal)}`);
   if (job.attempts > 1) parts.push(`attempt ${job.attempts} of ${job.maxAttempts}`);
   return parts.join(' · ');

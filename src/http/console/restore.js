@@ -1,5 +1,6 @@
 // The Restore dialog of a backup: chosen collections (renamed, loaded or not) or the whole
-// backup, into any registered cluster the key may restore to.
+// backup, into any registered cluster the key may restore to; what to do with collections
+// that exist there (fail, skip, replace), and metadata only.
 
 import { api, loadAllClusters } from './api.js';
 import { h, field, select, openDialog, errorBox, notify, fill } from './ui.js';
@@ -52,13 +53,21 @@ export async function restoreDialog(ctx, backup, jobs) {
         h('tbody', {}, rows)))));
   }
 
+  const onExisting = select({ name: 'onExisting', 'data-field': 'onExisting' }, [
+    ['FAIL', 'Refuse the restore'],
+    ['SKIP', 'Leave it as it is, restore the others'],
+    ['DROP', 'Replace it (dropped once the backup is verified)'],
+  ], 'FAIL');
+  const metaOnly = h('input', { type: 'checkbox', name: 'metaOnly', 'data-field': 'metaOnly' });
   const form = h('form', { dataset: { submit: 'Start restore' } },
     h('fieldset', { class: 'choices' }, h('legend', {}, 'What to restore'),
       kind('collections', 'Chosen collections', true),
       kind('cluster', 'The whole backup (every database and collection)', false)),
-    field('Destination cluster', destination, 'Restored collections must not exist there yet.'),
+    field('Destination cluster', destination),
     collectionsPart,
-    clusterPart);
+    clusterPart,
+    field('If a collection exists there', onExisting),
+    h('label', { class: 'choice' }, metaOnly, ' Metadata only: schema, partitions, indexes and aliases, no rows'));
   openDialog(`Restore ${backup.backupName}`, form, async () => {
     const base = `/v2/clusters/${encodeURIComponent(backup.clusterId)}/backups/${encodeURIComponent(backup.backupId)}`;
     let started;
@@ -66,6 +75,8 @@ export async function restoreDialog(ctx, backup, jobs) {
       started = await api('POST', `${base}/restoreCluster`, {
         destClusterId: destination.value,
         collectionStatus: form.elements.collectionStatus.value,
+        onExisting: onExisting.value,
+        metaOnly: metaOnly.checked,
       });
     } else {
       const dbCollections = [];
@@ -87,7 +98,9 @@ export async function restoreDialog(ctx, backup, jobs) {
       if (dbCollections.length === 0) {
         throw new Error('Tick at least one collection to restore, or choose the whole backup.');
       }
-      started = await api('POST', `${base}/restoreCollection`, { destClusterId: destination.value, dbCollections });
+      started = await api('POST', `${base}/restoreCollection`, {
+        destClusterId: destination.value, dbCollections, onExisting: onExisting.value, metaOnly: metaOnly.checked,
+      });
     }
     notify(`Restore started (job ${started.jobId}).`, 'success');
     jobs.append(liveJob(started.jobId, ctx.signal));
