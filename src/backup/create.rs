@@ -19,12 +19,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::copy::{Copier, CopyFailure, SavedState};
+use super::live_rows;
 use super::manifest::{
-    CollectionMeta, Manifest, ManifestCollection, ManifestObject, ManifestSegment, FORMAT_VERSION,
+    CollectionMeta, Manifest, ManifestCollection, ManifestObject, ManifestSegment, PartitionRows,
+    FORMAT_VERSION,
 };
 use super::{delete_prefix, storage_error};
 use crate::clusters;
-use crate::domain::backups::{dedupe, BackupLayout, BackupStatus, BackupType, DELETE_BACKUP_JOB};
+use crate::domain::backups::{
+    dedupe, BackupLayout, BackupStatus, BackupType, DELETE_BACKUP_JOB, PURGE_MIN_ATTEMPTS,
+};
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
 use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, Rbac, SegmentDescription};
 use crate::objects::{self, DynObjectStore};
@@ -150,6 +154,7 @@ impl BackupHandler {
                     )
                     .for_backup(backup);
                 purge.dedupe_key = Some(dedupe::purge(&backup.id));
+                purge.max_attempts = purge.max_attempts.max(PURGE_MIN_ATTEMPTS);
                 match services.store.insert_job(&purge, Utc::now()).await {
                     Ok(()) | Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -339,7 +344,7 @@ impl BackupHandler {
                 db_name: m.db_name.clone(),
                 collection_name: m.collection_name.clone(),
                 description: c.description.description.clone(),
-                row_count: m.row_count,
+                row_count: m.live_row_count.unwrap_or(m.row_count),
                 size: m.size as i64,
                 loaded: c.description.loaded,
                 loadable: Some(c.description.loadable()),
@@ -599,6 +604,34 @@ async fn copy_segments(
     }
 }
 
+/// The live rows per partition of a copied collection, read from its copy; `None` (and a
+/// warning) when a binlog's format is not one this version reads, so that a backup never
+/// fails for want of a count.
+async fn count_live_rows(
+    storage: &dyn objects::ObjectStore,
+    c: &CopiedCollection,
+) -> Result<Option<Vec<PartitionRows>>, JobError> {
+    let Some(pk) = c.description.fields.iter().find(|f| f.is_primary_key) else {
+        return Ok(None);
+    };
+    match live_rows::live_rows_per_partition(storage, &c.objects, &c.segments, pk.field_id).await {
+        Ok(per_partition) => Ok(Some(
+            per_partition
+                .into_iter()
+                .map(|(partition_id, live_row_count)| PartitionRows {
+                    partition_id,
+                    live_row_count,
+                })
+                .collect(),
+        )),
+        Err(live_rows::CountError::Storage(e)) => Err(storage_error("counting live rows", e)),
+        Err(e) => {
+            tracing::warn!(collection = %c.description.collection_name, error = %e, "live rows not counted");
+            Ok(None)
+        }
+    }
+}
+
 /// Writes each collection's meta, removes binlogs that no segment of the backup names (left
 /// by compaction or a recreated collection), and writes the manifest last.
 async fn write_meta_and_manifest(
@@ -635,12 +668,17 @@ async fn write_meta_and_manifest(
             checksum: written.checksum,
         });
         objects_list.extend(c.objects.iter().cloned());
+        let partitions = count_live_rows(storage, c).await?;
         collections.push(ManifestCollection {
             db_name: c.description.db_name.clone(),
             collection_name: c.description.collection_name.clone(),
             collection_id: c.description.collection_id,
             meta_key,
             row_count: c.segments.iter().map(|s| s.num_rows).sum(),
+            live_row_count: partitions
+                .as_ref()
+                .map(|ps| ps.iter().map(|p| p.live_row_count).sum()),
+            partitions: partitions.unwrap_or_default(),
             size: c.objects.iter().map(|o| o.size).sum(),
             segments,
         });

@@ -55,9 +55,24 @@ pub struct ManifestCollection {
     pub meta_key: String,
     /// Rows in the copied segments (before deletes in the delta logs are applied).
     pub row_count: i64,
+    /// Rows after the backup's deletes: what a restore brings back, counted from the binlogs
+    /// (`backup::live_rows`). Absent in backups made before it was counted, or when a binlog
+    /// could not be read for it (the restore then checks `row_count` as an upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_row_count: Option<i64>,
+    /// The same per partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionRows>,
     /// Bytes of the collection's binlogs.
     pub size: u64,
     pub segments: Vec<ManifestSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionRows {
+    pub partition_id: i64,
+    pub live_row_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

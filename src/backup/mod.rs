@@ -7,6 +7,7 @@ pub mod checked;
 mod copy;
 mod create;
 mod delete;
+mod live_rows;
 pub mod manifest;
 mod replicate;
 mod verify;

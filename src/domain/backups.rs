@@ -93,6 +93,11 @@ pub mod dedupe {
     }
 }
 
+/// Attempts a purge job gets at least: it runs because the storage was down, and keeps
+/// trying (with the queue's backoff, capped at `jobs.backoff_max_ms`) long after a backup job
+/// would give up, so leftovers go once the storage is back.
+pub const PURGE_MIN_ATTEMPTS: i32 = 100;
+
 /// A region a backup is copied to once AVAILABLE (`crossRegionCopies`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

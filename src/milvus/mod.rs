@@ -5,6 +5,7 @@
 //!
 //! Newer Milvus versions can be handled here without touching the callers.
 
+pub mod binlog;
 mod catalog;
 mod rbac;
 mod restore_calls;

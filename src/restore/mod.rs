@@ -865,9 +865,9 @@ impl Attempt<'_> {
                 };
             }
         }
-        // Milvus counts rows after applying the backup's deletes. Without delete logs the
-        // count must match exactly; with them it can only be lower (the number of deleted
-        // rows is inside the delta logs, which Backstop does not parse yet).
+        // Milvus counts rows after applying the backup's deletes: exactly the backup's live
+        // rows. A backup made before they were counted has only the rows before deletes,
+        // exact without delete logs and an upper bound with them.
         let delta = self
             .layout
             .binlog(&format!("delta_log/{}/", backed_up.collection_id));
@@ -876,16 +876,20 @@ impl Attempt<'_> {
             .objects
             .iter()
             .any(|o| o.key.starts_with(&delta));
-        let plausible = if has_deletes {
-            imported <= backed_up.row_count
-        } else {
-            imported == backed_up.row_count
+        let (plausible, holds) = match backed_up.live_row_count {
+            Some(live) => (imported == live, format!("{live} live rows")),
+            None if has_deletes => (
+                imported <= backed_up.row_count,
+                format!("{} rows before deletes", backed_up.row_count),
+            ),
+            None => (
+                imported == backed_up.row_count,
+                format!("{} rows", backed_up.row_count),
+            ),
         };
         if !plausible {
             return Err(JobError::Permanent(format!(
-                "{db}.{name}: Milvus imported {imported} rows, the backup holds {}{}",
-                backed_up.row_count,
-                if has_deletes { " before deletes" } else { "" }
+                "{db}.{name}: Milvus imported {imported} rows, the backup holds {holds}"
             )));
         }
         tracing::info!(collection = %format!("{db}.{name}"), imported, backed_up = backed_up.row_count, "imported");

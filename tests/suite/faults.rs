@@ -385,6 +385,11 @@ async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) 
         1,
         "one purge of the failed backup: {purges}"
     );
+    // It outlasts the backup job's two attempts: the store may stay down a while yet.
+    assert!(
+        of_backup[0]["maxAttempts"].as_i64().unwrap_or(0) >= 100,
+        "{purges}"
+    );
     let purge_id = of_backup[0]["jobId"].as_str().unwrap().to_owned();
     weed.run().await;
     let purged = wait_for_job(&app, &purge_id).await;

@@ -2,13 +2,14 @@
 //! shapes), aliases, `onExisting` FAIL / SKIP / DROP, `metaOnly`, and Zilliz's documented
 //! request bodies.
 
+use backstop::test_hooks::PausePoint;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
     collection_backup, seed, seed_as, seed_output, shared_milvus, shared_s3_milvus, unique,
-    wait_for_job, Backend, TestApp,
+    wait_for_file, wait_for_job, Backend, TestApp,
 };
 
 const BACKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -367,7 +368,104 @@ async fn zilliz_documented_bodies_are_accepted(backend: Backend) {
     );
 }
 
+/// A backup records the rows it holds after its deletes — deletes of existing ids and of ids
+/// that never existed, a compaction, a deleted id inserted again, rows inserted and deleted
+/// while the backup copies — equal to `count(*)` at its flush; a restore brings back exactly
+/// that many, and fails naming both numbers when the recorded count is not what it imports.
+async fn live_row_counts_are_exact(backend: Backend) {
+    let milvus = shared_milvus();
+    let barrier = tempfile::tempdir().unwrap();
+    let pause = PausePoint {
+        after_files: 1,
+        dir: barrier.path().to_path_buf(),
+    };
+    let app = TestApp::spawn_with(backend, move |c| {
+        c.backup.copy_parallelism = 1;
+        c.test_hooks.backup_copy = Some(pause);
+    })
+    .await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
+        .await;
+    let db = unique("db");
+    let name = unique("counted");
+    let at_flush: i64 = seed_output(&milvus.uri, &["create-counted", &db, &name])
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        at_flush, 296,
+        "300 rows, 5 deleted (2 never existed), 1 back"
+    );
+    let created = app
+        .admin(
+            Method::POST,
+            &format!("/v2/clusters/{cluster}/backups/create"),
+            Some(json!({"backupType": "COLLECTION",
+                        "dbCollections": [{"dbName": db, "collectionNames": [name]}]})),
+        )
+        .await;
+    // While the backup copies: 20 rows more and two deletes, after its flush.
+    wait_for_file(&barrier.path().join("paused")).await;
+    seed(&milvus.uri, &["insert-more", &db, &name, "5000", "20"]).await;
+    std::fs::write(barrier.path().join("resume"), b"").unwrap();
+    let job = wait_for_job(&app, created["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let backup = created["backupId"].as_str().unwrap().to_owned();
+    let details = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{cluster}/backups/{backup}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        details["dbCollections"][0]["collections"][0]["rowCount"], at_flush,
+        "{details}"
+    );
+
+    let copy = unique("copy");
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        renamed(&cluster, &db, &name, &copy),
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let restored = seed_output(&milvus.uri, &["count-where", &db, &copy, "id >= 0"]).await;
+    assert_eq!(restored.trim(), at_flush.to_string());
+
+    // The manifest's count tampered with: the restore says what it imported and expected.
+    let manifest = app.db.dir.path().join(format!(
+        "data/regions/local/backups/{project}/{cluster}/{backup}/manifest.json"
+    ));
+    let mut recorded: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(recorded["collections"][0]["liveRowCount"], at_flush);
+    recorded["collections"][0]["liveRowCount"] = json!(at_flush + 1);
+    std::fs::write(&manifest, serde_json::to_vec(&recorded).unwrap()).unwrap();
+    let tampered = unique("t");
+    let job = restore(
+        &app,
+        &cluster,
+        &backup,
+        renamed(&cluster, &db, &name, &tampered),
+    )
+    .await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let reason = job["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("{db}.{tampered}"))
+            && reason.contains(&format!("imported {at_flush} rows"))
+            && reason.contains(&format!("{} live rows", at_flush + 1)),
+        "{job}"
+    );
+}
+
 on_both_backends!(
+    live_row_counts_are_exact,
     partition_key_collection_restores_every_row,
     partition_key_collection_restores_on_the_s3_milvus,
     on_existing_and_meta_only_restores,

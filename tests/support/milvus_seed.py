@@ -11,6 +11,8 @@
     milvus_seed.py URI can-login USER PASSWORD
     milvus_seed.py URI create-partition-key DB NAME ROWS
     milvus_seed.py URI count-where DB NAME EXPR
+    milvus_seed.py URI create-counted DB NAME
+    milvus_seed.py URI insert-more DB NAME START COUNT
     milvus_seed.py URI add-alias DB NAME ALIAS
     milvus_seed.py URI aliases DB NAME
 
@@ -31,6 +33,9 @@ can-login: exits 0 when USER / PASSWORD sign in, 1 when refused.
 create-partition-key: NAME with a VARCHAR partition key `tenant` (11 tenants) over 16
 partitions, ROWS rows, ids 0-2 and one that never existed deleted, a FLAT index.
 count-where: prints count(*) of the rows matching EXPR (loads NAME).
+create-counted: 300 rows in three segments, deletes of existing and never-existing ids, a
+compaction, more deletes, a deleted id inserted again; prints count(*) (Strong).
+insert-more: inserts COUNT rows from id START and deletes ids 4 and 5 (not flushed).
 add-alias / aliases: gives NAME the alias ALIAS / prints its aliases as a JSON list.
 Prints `ok` on success. With MILVUS_TOKEN set (`user:password`), it signs in (a Milvus with
 authorization on); with MILVUS_CA_PEM set (a file), it speaks TLS, trusting that CA (URI
@@ -128,11 +133,45 @@ def create_partition_key(uri, db_name, name, rows):
     print("ok")
 
 
+def create_counted(uri, db_name, name):
+    """300 rows in three flushed segments; deletes of 3 existing ids and of 2 that never
+    existed; a compaction; 2 more deletes; a deleted id inserted again. Prints count(*)."""
+    alias = connect(uri, db_name)
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("vec", DataType.FLOAT_VECTOR, dim=8),
+    ])
+    collection = Collection(name, schema, using=alias, shards_num=1)
+    for batch in range(3):
+        ids = list(range(batch * 100, batch * 100 + 100))
+        collection.insert([ids, [[float(i % 9)] * 8 for i in ids]])
+        collection.flush()
+    collection.delete("id in [1, 2, 3, 100001, 100002]")
+    collection.flush()
+    collection.compact()
+    collection.wait_for_compaction_completed()
+    collection.delete("id in [150, 151]")
+    collection.insert([[1], [[0.5] * 8]])
+    collection.flush()
+    collection.create_index("vec", {"index_type": "FLAT", "metric_type": "L2", "params": {}})
+    collection.load()
+    print(collection.query("", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"])
+
+
+def insert_more(uri, db_name, name, start, count):
+    alias = connect(uri, db_name)
+    collection = Collection(name, using=alias)
+    ids = list(range(start, start + count))
+    collection.insert([ids, [[0.25] * 8 for _ in ids]])
+    collection.delete(f"id in [4, 5]")
+    print("ok")
+
+
 def count_where(uri, db_name, name, expr):
     alias = connect(uri, db_name)
     collection = Collection(name, using=alias)
     collection.load()
-    print(collection.query(expr, output_fields=["count(*)"])[0]["count(*)"])
+    print(collection.query(expr, output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"])
 
 
 def add_alias(uri, db_name, name, new_alias):
@@ -261,6 +300,10 @@ def main(argv):
         create_wide(uri, args[0], args[1], int(args[2]), int(args[3]))
     elif command == "create-partition-key":
         create_partition_key(uri, args[0], args[1], int(args[2]))
+    elif command == "create-counted":
+        create_counted(uri, args[0], args[1])
+    elif command == "insert-more":
+        insert_more(uri, args[0], args[1], int(args[2]), int(args[3]))
     elif command == "count-where":
         count_where(uri, args[0], args[1], args[2])
     elif command == "add-alias":
