@@ -48,15 +48,15 @@ fn place(key: &str) -> Option<Place> {
     let rest = key.split("/binlogs/").nth(1)?;
     let parts: Vec<&str> = rest.split('/').collect();
     let number = |i: usize| parts.get(i).and_then(|p| p.parse::<i64>().ok());
-    match parts.first()? {
-        &"insert_log" if parts.len() == 6 => Some(Place {
+    match *parts.first()? {
+        "insert_log" if parts.len() == 6 => Some(Place {
             delta: false,
             partition: number(2)?,
             segment: number(3)?,
             field: Some(number(4)?),
             log: number(5)?,
         }),
-        &"delta_log" if parts.len() == 5 => Some(Place {
+        "delta_log" if parts.len() == 5 => Some(Place {
             delta: true,
             partition: number(2)?,
             segment: number(3)?,
