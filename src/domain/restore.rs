@@ -112,6 +112,24 @@ impl RestoreResult {
     }
 }
 
+/// The Milvus versions a restore is tested against as its destination (the suite restores
+/// into 2.3.5, from backups of 2.3.5 and of 2.2.16). Others are refused up front unless the
+/// caller passes `allowUntestedVersion`.
+pub const TESTED_DESTINATIONS: &str = "2.3.x";
+
+/// Whether `version` as Milvus reports it (`v2.3.5`, `v2.3.5-lite`, `2.3.0`) is in
+/// [`TESTED_DESTINATIONS`].
+pub fn tested_destination(version: &str) -> bool {
+    let numbers: Vec<u32> = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .take(2)
+        .map_while(|part| part.parse().ok())
+        .collect();
+    numbers == [2, 3]
+}
+
 /// Shards a destination of `cu_size` allows: `cu_size × shards_per_cu`, at least 1, at most
 /// `max_shards`. A backup with more shards is restored with this many (Import re-hashes rows
 /// into the destination's shards).
@@ -145,6 +163,24 @@ mod tests {
             serde_json::to_string(&read).unwrap(),
             r#"{"users":[{"userName":"u"}]}"#
         );
+    }
+
+    #[test]
+    fn only_tested_destinations_pass() {
+        for tested in ["v2.3.5", "v2.3.5-lite", "2.3.0", "v2.3.21"] {
+            assert!(tested_destination(tested), "{tested}");
+        }
+        for untested in [
+            "v2.2.16-lite",
+            "v2.4.0",
+            "v3.3.1",
+            "2.30.0",
+            "",
+            "dev",
+            "v2",
+        ] {
+            assert!(!tested_destination(untested), "{untested}");
+        }
     }
 
     #[test]

@@ -16,10 +16,11 @@ use crate::domain::backups::BackupStatus;
 use crate::domain::clusters::DedicatedOnly;
 use crate::domain::names;
 use crate::domain::restore::{
-    renames, OnExisting, RestorePlan, RestoreResult, RestoreTarget, RESTORE_CLUSTER_JOB,
-    RESTORE_COLLECTION_JOB,
+    renames, tested_destination, OnExisting, RestorePlan, RestoreResult, RestoreTarget,
+    RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB, TESTED_DESTINATIONS,
 };
 use crate::error::Error;
+use crate::service::clusters::upstream;
 use crate::store::{BackedUpCollection, Backup, Cluster};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -76,6 +77,8 @@ pub struct RestoreCollections {
     pub on_existing: Option<OnExisting>,
     /// Restore schema, partitions, indexes and aliases only, no rows (default false).
     pub meta_only: Option<bool>,
+    /// Restore into a Milvus version outside the tested range anyway (default false).
+    pub allow_untested_version: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -110,6 +113,8 @@ pub struct RestoreCluster {
     pub on_existing: Option<OnExisting>,
     /// Restore schema, partitions, indexes and aliases only, no rows (default false).
     pub meta_only: Option<bool>,
+    /// Restore into a Milvus version outside the tested range anyway (default false).
+    pub allow_untested_version: Option<bool>,
 }
 
 impl Services {
@@ -176,6 +181,8 @@ impl Services {
             on_existing: body.on_existing.unwrap_or_default(),
             meta_only: body.meta_only.unwrap_or(false),
         };
+        self.check_destination_version(&dest, body.allow_untested_version)
+            .await?;
         let targets = if body.db_collections.is_empty() {
             backup
                 .collections
@@ -224,6 +231,8 @@ impl Services {
             on_existing: body.on_existing.unwrap_or_default(),
             meta_only: body.meta_only.unwrap_or(false),
         };
+        self.check_destination_version(&dest, body.allow_untested_version)
+            .await?;
         let keep = body.collection_status != Some(ClusterCollectionStatus::Release);
         let targets = backup
             .collections
@@ -236,6 +245,28 @@ impl Services {
         let rbac = body.restore_rbac.unwrap_or(true);
         self.start_restore(&backup, dest, RESTORE_CLUSTER_JOB, targets, rbac)
             .await
+    }
+
+    /// Refuses a destination whose Milvus version the restore path is not tested against,
+    /// unless the caller says to go ahead.
+    async fn check_destination_version(
+        &self,
+        dest: &Cluster,
+        allow_untested: Option<bool>,
+    ) -> Result<(), Error> {
+        let version = self
+            .milvus(dest)?
+            .version()
+            .await
+            .map_err(|e| upstream(&dest.id, e))?;
+        if tested_destination(&version) || allow_untested == Some(true) {
+            return Ok(());
+        }
+        Err(Error::Unprocessable(format!(
+            "cluster {} runs Milvus {version}, which restores are not tested against (tested: \
+             {TESTED_DESTINATIONS}); pass allowUntestedVersion: true to restore anyway",
+            dest.id
+        )))
     }
 
     /// The id of a cluster restore's destination: `destClusterId`, or the cluster registered

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::on_both_backends;
 use crate::support::{
-    collection_backup, seed, seed_as, seed_output, shared_milvus, shared_s3_milvus, unique,
-    wait_for_file, wait_for_job, Backend, TestApp,
+    collection_backup, seed, seed_2_2, seed_as, seed_output, shared_milvus, shared_s3_milvus,
+    unique, wait_for_file, wait_for_job, Backend, PrivateMilvus, TestApp,
 };
 
 const BACKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -462,6 +462,92 @@ async fn live_row_counts_are_exact(backend: Backend) {
             && reason.contains(&format!("{} live rows", at_flush + 1)),
         "{job}"
     );
+}
+
+/// The upgrade path: a backup of Milvus 2.2.16 (a collection with an index, two partitions, a
+/// dynamic field and deletes) restores into Milvus 2.3.5 with every row; a restore *into* the
+/// 2.2 server, a version restores are not tested against, is refused up front unless the
+/// caller overrides it. Postgres only, like the other private-Milvus tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milvus_2_2_backup_restores_into_2_3() {
+    let old = PrivateMilvus::start_2_2().await;
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let project = app.create_project("p").await;
+    let source = app
+        .register_cluster(&project, "old", &old.uri, &old.storage)
+        .await;
+    let dest = app
+        .register_cluster(&project, "new", &milvus.uri, &milvus.storage)
+        .await;
+    let db = unique("db");
+    let name = unique("rich");
+    seed_2_2(&old.uri, &["create-rich", &db, &name, "30"]).await;
+    let original: Value =
+        serde_json::from_str(seed_2_2(&old.uri, &["dump", &db, &name]).await.trim()).unwrap();
+    let backup = collection_backup(&app, &source, &db, &name, BACKUP_WAIT).await;
+    let details = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{source}/backups/{backup}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        details["dbCollections"][0]["collections"][0]["rowCount"], 54,
+        "60 rows, 6 deleted: {details}"
+    );
+
+    let job = restore(&app, &source, &backup, renamed(&dest, &db, &name, &name)).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let restored = dump(&milvus.uri, None, &db, &name).await;
+    assert_eq!(restored["partitions"], original["partitions"]);
+    assert_eq!(restored["indexes"], original["indexes"]);
+    // 2.2's query leaves vectors out of `*`: compare the rest, and the vectors with the
+    // values the seed wrote (id % 7 in every dimension).
+    let without_vectors = |rows: &Value| -> Vec<Value> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("vec");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_vectors(&restored["rows"]),
+        without_vectors(&original["rows"])
+    );
+    for row in restored["rows"].as_array().unwrap() {
+        let id = row["id"].as_i64().unwrap();
+        let written = (id % 7) as f64;
+        assert_eq!(row["vec"], json!(vec![written; 8]), "{row}");
+    }
+
+    // Into the 2.2 server: not a tested destination.
+    let path = format!("/v2/clusters/{source}/backups/{backup}/restoreCollection");
+    let body = |allow: bool| {
+        json!({"destClusterId": source, "allowUntestedVersion": allow, "dbCollections": [
+            {"dbName": db, "collections": [{"collectionName": name,
+                                            "destCollectionName": format!("{name}_back")}]}]})
+    };
+    let (status, answer) = app
+        .call(Method::POST, &path, Some(&app.admin_key), Some(body(false)))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("v2.2.16")
+            && message.contains("2.3.x")
+            && message.contains("allowUntestedVersion"),
+        "{message}"
+    );
+    let (status, answer) = app
+        .call(Method::POST, &path, Some(&app.admin_key), Some(body(true)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the override is honoured: {answer}");
 }
 
 on_both_backends!(

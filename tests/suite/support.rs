@@ -359,11 +359,25 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn milvus_python() -> PathBuf {
-    let venv = std::env::var("BACKSTOP_TEST_MILVUS_VENV")
+    python_of(&milvus_venv("BACKSTOP_TEST_MILVUS_VENV", "venv-milvus"))
+}
+
+/// The venv of Milvus 2.2.16 (`scripts/requirements-milvus-2.2.txt`; scripts/test makes it).
+pub fn milvus_22_venv() -> PathBuf {
+    milvus_venv("BACKSTOP_TEST_MILVUS_22_VENV", "venv-milvus-2.2")
+}
+
+fn milvus_venv(variable: &str, default: &str) -> PathBuf {
+    std::env::var(variable)
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/backstop/venv-milvus")
-        });
+            PathBuf::from(std::env::var("HOME").expect("HOME"))
+                .join(".cache/backstop")
+                .join(default)
+        })
+}
+
+fn python_of(venv: &Path) -> PathBuf {
     let python = venv.join("bin/python");
     assert!(
         python.exists(),
@@ -395,8 +409,17 @@ pub async fn seed_tls(uri: &str, ca: &TestCa, args: &[&str]) -> String {
     seed_with(uri, &[("MILVUS_CA_PEM", ca_file)], args).await
 }
 
+/// `seed_output` with the pymilvus of Milvus 2.2 (for a [`PrivateMilvus::start_2_2`]).
+pub async fn seed_2_2(uri: &str, args: &[&str]) -> String {
+    seed_in(python_of(&milvus_22_venv()), uri, &[], args).await
+}
+
 async fn seed_with(uri: &str, env: &[(&str, &str)], args: &[&str]) -> String {
-    let mut command = tokio::process::Command::new(milvus_python());
+    seed_in(milvus_python(), uri, env, args).await
+}
+
+async fn seed_in(python: PathBuf, uri: &str, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(python);
     command
         .arg(repo_root().join("tests/support/milvus_seed.py"))
         .arg(uri)
@@ -424,6 +447,8 @@ pub struct PrivateMilvus {
     dir: TempDir,
     /// What it was started with, for `restart`.
     flags: Vec<String>,
+    /// Environment of `scripts/milvus-instance` (another Milvus version's venv).
+    env: Vec<(String, String)>,
     tls_ca_pem: Option<String>,
     _turn: std::fs::File,
 }
@@ -435,7 +460,24 @@ impl PrivateMilvus {
 
     /// A private Milvus started with extra `milvus-server` flags (e.g. authorization on).
     pub async fn start_with(flags: &[&str]) -> PrivateMilvus {
-        Self::start_inner(flags, None).await
+        Self::start_inner(flags, None, Vec::new()).await
+    }
+
+    /// A private Milvus 2.2.16 (the older server of the migration test).
+    pub async fn start_2_2() -> PrivateMilvus {
+        let venv = milvus_22_venv();
+        let requirements = repo_root().join("scripts/requirements-milvus-2.2.txt");
+        let env = vec![
+            (
+                "BACKSTOP_TEST_MILVUS_VENV".to_owned(),
+                venv.display().to_string(),
+            ),
+            (
+                "BACKSTOP_TEST_MILVUS_REQUIREMENTS".to_owned(),
+                requirements.display().to_string(),
+            ),
+        ];
+        Self::start_inner(&[], None, env).await
     }
 
     /// A private Milvus serving one-way TLS (`--tls-mode 1`) with a certificate `ca`
@@ -444,10 +486,14 @@ impl PrivateMilvus {
         let (pem, key) = (ca.server_pem.to_str(), ca.server_key.to_str());
         let flags = ["--tls-mode", "1", "--server-pem-path", pem.unwrap()];
         let flags = [&flags[..], &["--server-key-path", key.unwrap()]].concat();
-        Self::start_inner(&flags, Some(&ca.ca_pem)).await
+        Self::start_inner(&flags, Some(&ca.ca_pem), Vec::new()).await
     }
 
-    async fn start_inner(flags: &[&str], tls_ca_pem: Option<&str>) -> PrivateMilvus {
+    async fn start_inner(
+        flags: &[&str],
+        tls_ca_pem: Option<&str>,
+        env: Vec<(String, String)>,
+    ) -> PrivateMilvus {
         let turn = tokio::task::spawn_blocking(|| {
             let path = std::env::temp_dir().join("backstop-private-milvus.lock");
             let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
@@ -465,7 +511,7 @@ impl PrivateMilvus {
         std::fs::create_dir_all(&parent).expect("private Milvus parent dir");
         let dir = tempfile::tempdir_in(&parent).expect("temp dir");
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let line = start_instance(dir.path(), &flags).await;
+        let line = start_instance(dir.path(), &flags, &env).await;
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -482,6 +528,7 @@ impl PrivateMilvus {
             storage: field("storage"),
             dir,
             flags,
+            env,
             tls_ca_pem: tls_ca_pem.map(str::to_owned),
             _turn: turn,
         };
@@ -499,7 +546,7 @@ impl PrivateMilvus {
             .expect("uri with a port")
             .to_owned();
         let flags = [&self.flags[..], &["--proxy-port".to_owned(), port]].concat();
-        start_instance(self.dir.path(), &flags).await;
+        start_instance(self.dir.path(), &flags, &self.env).await;
         wait_serving(&self.uri, self.tls_ca_pem.as_deref()).await;
     }
 
@@ -514,11 +561,12 @@ impl PrivateMilvus {
 }
 
 /// `scripts/milvus-instance start DIR FLAGS...`; its line `uri=... storage=... pid=...`.
-async fn start_instance(dir: &Path, flags: &[String]) -> String {
+async fn start_instance(dir: &Path, flags: &[String], env: &[(String, String)]) -> String {
     let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
         .arg("start")
         .arg(dir)
         .args(flags)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .await
         .expect("run scripts/milvus-instance");
