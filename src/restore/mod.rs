@@ -892,7 +892,7 @@ impl Attempt<'_> {
                 "{db}.{name}: Milvus imported {imported} rows, the backup holds {holds}"
             )));
         }
-        tracing::info!(collection = %format!("{db}.{name}"), imported, backed_up = backed_up.row_count, "imported");
+        tracing::info!(collection = %format!("{db}.{name}"), imported, "imported: {holds}");
         Ok(())
     }
 

@@ -12,7 +12,9 @@ use crate::support::{
 
 const ROOT: &str = "root:Milvus";
 /// A whole cluster is backed up and restored: the suite's other collections come too.
-const LIMIT: std::time::Duration = std::time::Duration::from_secs(130);
+/// The cluster restore below takes every collection the other tests left on the shared
+/// S3 Milvus (a 16-partition one imports in ~20 s here): minutes, on a busy machine.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(400);
 
 async fn rbac_of(uri: &str) -> Value {
     let text = seed_as(uri, Some(ROOT), &["rbac"]).await;
