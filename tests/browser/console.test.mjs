@@ -316,12 +316,13 @@ step('shows the backup with its collections and restores one under a new name', 
   assert.equal(dump.loaded, false);
 });
 
-step('a restore onto an existing name is refused with the API message', async () => {
+step('a restore onto an existing name is refused with the API message beside the choice', async () => {
   await page.getByRole('button', { name: 'Restore' }).click();
   const form = dialog();
   await form.getByLabel(`New name for default.${collection}`).fill(restored);
   await form.getByRole('button', { name: 'Start restore' }).click();
-  const error = form.locator('.form-error');
+  // The message names onExisting, so it stands beside that field, the way out.
+  const error = form.locator('.field:has([data-field="onExisting"]) .field-error');
   await error.waitFor();
   assert.match(await error.textContent(), /already exists/);
   await page.keyboard.press('Escape');
