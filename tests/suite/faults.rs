@@ -402,6 +402,28 @@ async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) 
     assert!(left.objects.is_empty(), "left behind: {:?}", left.objects);
 }
 
+/// Stops `milvus` at the job's `barrier`, checks an attempt fails saying Milvus did not answer
+/// and the job waits to be retried, starts Milvus again; returns the job once final.
+async fn milvus_away_and_back(
+    app: &TestApp,
+    milvus: &PrivateMilvus,
+    barrier: &Path,
+    job_id: &str,
+    limit: Duration,
+) -> Value {
+    stop_at_barrier(barrier, || assert!(milvus.stop(), "Milvus stopped")).await;
+    let failing = assert_retrying(app, job_id).await;
+    assert!(
+        failing["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
+        "the reason says Milvus did not answer: {failing}"
+    );
+    milvus.restart().await;
+    wait_for_job_within(app, job_id, limit).await
+}
+
 /// The cluster's Milvus stops after the first binlog of a backup (the copy goes on from its
 /// storage; reading the collection again fails): the job retries until Milvus is back, about
 /// a minute later, and finishes, and the backup verifies. One database: this is about the
@@ -426,20 +448,7 @@ async fn milvus_stopped_mid_backup_is_waited_out() {
 
     let (cluster, backup, job_id) =
         start_backup_of(&app, &milvus.uri, &milvus.storage, &db, &name).await;
-    stop_at_barrier(backup_barrier.path(), || {
-        assert!(milvus.stop(), "Milvus stopped")
-    })
-    .await;
-    let failing = assert_retrying(&app, &job_id).await;
-    assert!(
-        failing["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("did not answer"),
-        "the reason says Milvus did not answer: {failing}"
-    );
-    milvus.restart().await;
-    let job = wait_for_job_within(&app, &job_id, limit).await;
+    let job = milvus_away_and_back(&app, &milvus, backup_barrier.path(), &job_id, limit).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
     assert_available_and_whole(&app, &cluster, &backup).await;
 }
@@ -484,20 +493,7 @@ async fn milvus_stopped_mid_import_is_waited_out() {
         )
         .await;
     let job_id = started["jobId"].as_str().unwrap().to_owned();
-    stop_at_barrier(import_barrier.path(), || {
-        assert!(milvus.stop(), "Milvus stopped")
-    })
-    .await;
-    let failing = assert_retrying(&app, &job_id).await;
-    assert!(
-        failing["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("did not answer"),
-        "the reason says Milvus did not answer: {failing}"
-    );
-    milvus.restart().await;
-    let job = wait_for_job_within(&app, &job_id, limit).await;
+    let job = milvus_away_and_back(&app, &milvus, import_barrier.path(), &job_id, limit).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
     let original = seed_output(&milvus.uri, &["dump", &db, &name]).await;
     let restored = seed_output(&milvus.uri, &["dump", &db, &target]).await;

@@ -34,9 +34,40 @@ async fn restore(app: &TestApp, cluster: &str, backup: &str, body: Value) -> Val
     wait_for_job(app, job_id).await
 }
 
+/// An app with a project and the shared Milvus registered in it: (app, project, cluster).
+async fn on_shared_milvus(backend: Backend) -> (TestApp, String, String) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn(backend).await;
+    let project = app.create_project("p").await;
+    let cluster = app
+        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
+        .await;
+    (app, project, cluster)
+}
+
 fn renamed(dest: &str, db: &str, name: &str, to: &str) -> Value {
     json!({"destClusterId": dest, "dbCollections": [{"dbName": db,
            "collections": [{"collectionName": name, "destCollectionName": to}]}]})
+}
+
+/// Backs up `db.name` of `cluster`, restores it renamed into the same cluster, and checks the
+/// copy has the `original` dump's rows and partitions; returns the copy's name.
+async fn round_trip(
+    app: &TestApp,
+    cluster: &str,
+    (uri, token): (&str, Option<&str>),
+    db: &str,
+    name: &str,
+    original: &Value,
+) -> String {
+    let backup = collection_backup(app, cluster, db, name, BACKUP_WAIT).await;
+    let copy = unique("copy");
+    let job = restore(app, cluster, &backup, renamed(cluster, db, name, &copy)).await;
+    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
+    let restored = dump(uri, token, db, &copy).await;
+    assert_eq!(restored["rows"], original["rows"]);
+    assert_eq!(restored["partitions"], original["partitions"]);
+    copy
 }
 
 /// A VARCHAR partition key over 16 partitions, with deletes (of existing ids and of one that
@@ -44,11 +75,7 @@ fn renamed(dest: &str, db: &str, name: &str, to: &str) -> Value {
 /// (which Milvus prunes to that key's partition) finds the same rows as on the source.
 async fn partition_key_collection_restores_every_row(backend: Backend) {
     let milvus = shared_milvus();
-    let app = TestApp::spawn(backend).await;
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
-        .await;
+    let (app, _, cluster) = on_shared_milvus(backend).await;
     let db = unique("db");
     let name = unique("tenants");
     seed(&milvus.uri, &["create-partition-key", &db, &name, "300"]).await;
@@ -56,19 +83,7 @@ async fn partition_key_collection_restores_every_row(backend: Backend) {
     assert_eq!(original["rows"].as_array().unwrap().len(), 297, "3 deleted");
     assert_eq!(original["partitions"].as_array().unwrap().len(), 16);
 
-    let backup = collection_backup(&app, &cluster, &db, &name, BACKUP_WAIT).await;
-    let copy = unique("copy");
-    let job = restore(
-        &app,
-        &cluster,
-        &backup,
-        renamed(&cluster, &db, &name, &copy),
-    )
-    .await;
-    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    let restored = dump(&milvus.uri, None, &db, &copy).await;
-    assert_eq!(restored["rows"], original["rows"]);
-    assert_eq!(restored["partitions"], original["partitions"]);
+    let copy = round_trip(&app, &cluster, (&milvus.uri, None), &db, &name, &original).await;
     for tenant in ["t0", "t5", "t10"] {
         let expr = format!("tenant == \"{tenant}\"");
         let source = seed_output(&milvus.uri, &["count-where", &db, &name, &expr]).await;
@@ -94,19 +109,7 @@ async fn partition_key_collection_restores_on_the_s3_milvus(backend: Backend) {
     let name = unique("tenants");
     seed_as(&s3.uri, token, &["create-partition-key", &db, &name, "200"]).await;
     let original = dump(&s3.uri, token, &db, &name).await;
-    let backup = collection_backup(&app, &cluster, &db, &name, BACKUP_WAIT).await;
-    let copy = unique("copy");
-    let job = restore(
-        &app,
-        &cluster,
-        &backup,
-        renamed(&cluster, &db, &name, &copy),
-    )
-    .await;
-    assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    let restored = dump(&s3.uri, token, &db, &copy).await;
-    assert_eq!(restored["rows"], original["rows"]);
-    assert_eq!(restored["partitions"], original["partitions"]);
+    let copy = round_trip(&app, &cluster, (&s3.uri, token), &db, &name, &original).await;
     // The shared S3 Milvus is backed up whole by the RBAC test: leave it no 16-partition
     // collections to import.
     for name in [&name, &copy] {
@@ -119,11 +122,7 @@ async fn partition_key_collection_restores_on_the_s3_milvus(backend: Backend) {
 /// makes the schema, partitions and index with no rows.
 async fn on_existing_and_meta_only_restores(backend: Backend) {
     let milvus = shared_milvus();
-    let app = TestApp::spawn(backend).await;
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
-        .await;
+    let (app, _, cluster) = on_shared_milvus(backend).await;
     let db = unique("db");
     let (a, b) = (unique("a"), unique("b"));
     seed(&milvus.uri, &["create-rich", &db, &a, "20"]).await;
@@ -213,11 +212,7 @@ async fn on_existing_and_meta_only_restores(backend: Backend) {
 /// the alias stays where it is and the job says so.
 async fn aliases_follow_the_restored_collection(backend: Backend) {
     let milvus = shared_milvus();
-    let app = TestApp::spawn(backend).await;
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
-        .await;
+    let (app, _, cluster) = on_shared_milvus(backend).await;
     let db = unique("db");
     let name = unique("c");
     let alias = unique("al");
@@ -279,11 +274,7 @@ async fn aliases_follow_the_restored_collection(backend: Backend) {
 /// cluster by project and name (with `cuSize`), or saying how to make one exist.
 async fn zilliz_documented_bodies_are_accepted(backend: Backend) {
     let milvus = shared_milvus();
-    let app = TestApp::spawn(backend).await;
-    let project = app.create_project("p").await;
-    let cluster = app
-        .register_cluster(&project, "source", &milvus.uri, &milvus.storage)
-        .await;
+    let (app, project, cluster) = on_shared_milvus(backend).await;
     let name = unique("zz");
     seed(&milvus.uri, &["create-rich", "default", &name, "10"]).await;
     let original = dump(&milvus.uri, None, "default", &name).await;
