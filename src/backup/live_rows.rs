@@ -76,20 +76,42 @@ pub async fn live_rows_per_partition(
     segments: &[SegmentDescription],
     primary_key_field: i64,
 ) -> Result<BTreeMap<i64, i64>, CountError> {
-    let placed: Vec<(Place, &str)> = objects
-        .iter()
-        .filter_map(|o| place(&o.key).map(|p| (p, o.key.as_str())))
-        .collect();
+    // Each log indexed once: delta logs by partition, insert logs by (segment, field) in log
+    // order (a collection holds thousands of segments and tens of thousands of logs).
+    let mut delta_logs: HashMap<i64, Vec<&str>> = HashMap::new();
+    let mut insert_logs: HashMap<(i64, i64), Vec<(i64, &str)>> = HashMap::new();
+    for object in objects {
+        let key = object.key.as_str();
+        match place(key) {
+            Some(p) if p.delta => delta_logs.entry(p.partition).or_default().push(key),
+            Some(Place {
+                segment,
+                field: Some(field),
+                log,
+                ..
+            }) => insert_logs
+                .entry((segment, field))
+                .or_default()
+                .push((log, key)),
+            _ => {}
+        }
+    }
+    for logs in insert_logs.values_mut() {
+        logs.sort_unstable();
+    }
+    let column = |segment: i64, field: i64| -> Vec<&str> {
+        insert_logs
+            .get(&(segment, field))
+            .map(|logs| logs.iter().map(|(_, key)| *key).collect())
+            .unwrap_or_default()
+    };
     let mut live = BTreeMap::new();
     for segment in segments {
         *live.entry(segment.partition_id).or_insert(0) += segment.num_rows;
     }
     for (partition, rows) in live.iter_mut() {
         let mut deletes: HashMap<PrimaryKey, u64> = HashMap::new();
-        for (_, key) in placed
-            .iter()
-            .filter(|(p, _)| p.delta && p.partition == *partition)
-        {
+        for key in delta_logs.get(partition).into_iter().flatten() {
             for (pk, ts) in binlog::deletes(&read(store, key).await?).map_err(|e| binlog(key, e))? {
                 let latest = deletes.entry(pk).or_insert(ts);
                 *latest = (*latest).max(ts);
@@ -100,16 +122,7 @@ pub async fn live_rows_per_partition(
         }
         *rows = 0;
         for segment in segments.iter().filter(|s| s.partition_id == *partition) {
-            let column = |field: i64| {
-                let mut logs: Vec<&(Place, &str)> = placed
-                    .iter()
-                    .filter(|(p, _)| {
-                        !p.delta && p.segment == segment.segment_id && p.field == Some(field)
-                    })
-                    .collect();
-                logs.sort_by_key(|(p, _)| p.log);
-                logs.into_iter().map(|(_, key)| *key).collect::<Vec<_>>()
-            };
+            let column = |field: i64| column(segment.segment_id, field);
             let keys = read_column(store, &column(primary_key_field)).await?;
             let timestamps = read_column(store, &column(TIMESTAMP_FIELD)).await?;
             if keys.len() != timestamps.len() {

@@ -290,6 +290,12 @@ impl Entry<'_> {
     fn dest(&self) -> (&String, &String) {
         (&self.target.dest_db_name, &self.target.dest_collection_name)
     }
+
+    /// Whether the destination collection is among `existing` (as `Attempt::existing` lists).
+    fn dest_exists(&self, existing: &BTreeSet<(String, String)>) -> bool {
+        let (db, name) = self.dest();
+        existing.contains(&(db.clone(), name.clone()))
+    }
 }
 
 /// One attempt of a restore: the backup it reads and the destination it writes.
@@ -334,9 +340,7 @@ impl RestoreHandler {
         let existing = attempt.existing(&entries).await?;
         let mut skipped = 0;
         entries.retain(|e| {
-            let (db, name) = e.dest();
-            let skip = e.target.on_existing == OnExisting::Skip
-                && existing.contains(&(db.clone(), name.clone()));
+            let skip = e.target.on_existing == OnExisting::Skip && e.dest_exists(&existing);
             skipped += usize::from(skip);
             !skip
         });
@@ -575,12 +579,10 @@ impl Attempt<'_> {
         existing: &BTreeSet<(String, String)>,
     ) -> Result<(), JobError> {
         for entry in entries {
-            let (db, name) = entry.dest();
-            if entry.target.on_existing != OnExisting::Drop
-                || !existing.contains(&(db.clone(), name.clone()))
-            {
+            if entry.target.on_existing != OnExisting::Drop || !entry.dest_exists(existing) {
                 continue;
             }
+            let (db, name) = entry.dest();
             step(self.ctx, 8, format!("dropping {db}.{name} to replace it")).await?;
             self.client
                 .drop_collection(db, name)
