@@ -30,7 +30,9 @@ use crate::domain::backups::{
     dedupe, BackupLayout, BackupStatus, BackupType, DELETE_BACKUP_JOB, PURGE_MIN_ATTEMPTS,
 };
 use crate::jobs::{Abandoned, JobContext, JobError, JobHandler, Stop};
-use crate::milvus::{CollectionDescription, MilvusClient, MilvusError, Rbac, SegmentDescription};
+use crate::milvus::{
+    retry_read, CollectionDescription, MilvusClient, MilvusError, Rbac, SegmentDescription,
+};
 use crate::objects::{self, DynObjectStore};
 use crate::service::Services;
 use crate::store::{BackedUpCollection, Backup, Cluster, Held, Job, Progress, StoreError};
@@ -201,7 +203,15 @@ impl BackupHandler {
             step: Some("writing manifest".to_owned()),
         })
         .await?;
-        self.commit(backup, storage, layout, plan, &copied).await
+        let manifest = self.commit(backup, storage, layout, plan, &copied).await?;
+        // The job's bytes end as the backup's size: binlogs and meta, counted alike.
+        let summary = format!(
+            "backup available: {} collection(s), {} object(s)",
+            manifest.collections.len(),
+            manifest.objects.len()
+        );
+        ctx.finished(summary, manifest.size as i64).await?;
+        Ok(())
     }
 
     /// Describes the collections the backup covers and flushes them, so that what Milvus has
@@ -214,8 +224,7 @@ impl BackupHandler {
     ) -> Result<Plan, JobError> {
         let settings = &self.services.config.backup;
         step(ctx, 1, "describing collections").await?;
-        let milvus_version = client
-            .version()
+        let milvus_version = retry_read(|| client.version())
             .await
             .map_err(|e| milvus_error("reaching the cluster", e))?;
         let targets = targets(client, backup).await?;
@@ -245,7 +254,7 @@ impl BackupHandler {
         // Users, roles and grants come with a whole-cluster backup (names only: passwords
         // cannot be read); a collection backup holds the grants on its collections. A Milvus
         // without authorization has none to speak of.
-        let rbac = match client.read_rbac().await {
+        let rbac = match retry_read(|| client.read_rbac()).await {
             Ok(rbac) => match backup.backup_type {
                 BackupType::Cluster => Some(rbac),
                 BackupType::Collection => {
@@ -259,6 +268,10 @@ impl BackupHandler {
                     Some(rbac.collection_grants(&own)).filter(|grants| !grants.is_empty())
                 }
             },
+            // Silence from Milvus is not "no users": the attempt ends and is tried again.
+            Err(e) if e.is_transient() => {
+                return Err(milvus_error("reading users and roles", e));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "users and roles not readable; the backup holds none");
                 None
@@ -332,7 +345,7 @@ impl BackupHandler {
         layout: &BackupLayout,
         plan: Plan,
         copied: &[CopiedCollection],
-    ) -> Result<(), JobError> {
+    ) -> Result<Manifest, JobError> {
         let services = &self.services;
         let manifest =
             write_meta_and_manifest(storage.as_ref(), layout, backup, plan, copied).await?;
@@ -376,7 +389,7 @@ impl BackupHandler {
             objects = manifest.objects.len(),
             "backup available"
         );
-        Ok(())
+        Ok(manifest)
     }
 }
 
@@ -442,8 +455,7 @@ async fn targets(
         .map(|s| s.db_name.as_str())
         .collect();
     let only = (backup.backup_type == BackupType::Collection).then_some(selected.as_slice());
-    let existing = client
-        .collections_by_database(only)
+    let existing = retry_read(|| client.collections_by_database(only))
         .await
         .map_err(|e| milvus_error("listing databases and collections", e))?;
     if backup.backup_type == BackupType::Cluster {
@@ -485,8 +497,7 @@ async fn describe_all(
     let databases: BTreeSet<&str> = targets.iter().map(|(db, _)| db.as_str()).collect();
     let mut loaded: HashMap<String, HashMap<String, i64>> = HashMap::new();
     for db in databases {
-        let in_memory = client
-            .loaded_collections(db)
+        let in_memory = retry_read(|| client.loaded_collections(db))
             .await
             .map_err(|e| milvus_error(&format!("reading load state of database {db}"), e))?;
         loaded.insert(db.to_owned(), in_memory);
@@ -494,8 +505,7 @@ async fn describe_all(
     let loaded = &loaded;
     futures::stream::iter(targets.iter().cloned())
         .map(|(db, name)| async move {
-            let mut description = client
-                .describe_collection(&db, &name)
+            let mut description = retry_read(|| client.describe_collection(&db, &name))
                 .await
                 .map_err(|e| milvus_error(&format!("describing collection {db}.{name}"), e))?;
             description.loaded = loaded.get(&db).is_some_and(|l| l.contains_key(&name));
@@ -521,11 +531,10 @@ async fn copy_collection(
     let mut again = false;
     loop {
         let (segments, objects) = copy_segments(client, copier, &description).await?;
-        let now = match client.describe_collection(&db, &name).await {
+        let now = match retry_read(|| client.describe_collection(&db, &name)).await {
             Ok(now) => now,
             Err(e) => {
-                let still_there = client
-                    .list_collections(&db)
+                let still_there = retry_read(|| client.list_collections(&db))
                     .await
                     .map_err(|e| milvus_error(&format!("listing collections of {db}"), e))?
                     .iter()
@@ -576,8 +585,7 @@ async fn copy_segments(
     let (db, name) = (&description.db_name, &description.collection_name);
     let mut relisted = false;
     loop {
-        let segments = client
-            .persistent_segments(db, name)
+        let segments = retry_read(|| client.persistent_segments(db, name))
             .await
             .map_err(|e| milvus_error(&format!("listing segments of {db}.{name}"), e))?;
         let files = copier

@@ -93,6 +93,8 @@ impl JobHandler for DeleteBackupHandler {
             .mark_backup_deleted(&backup.id, chrono::Utc::now())
             .await?;
         tracing::info!(objects = deleted, "backup deleted");
+        ctx.finished(format!("backup deleted: {deleted} object(s) removed"), 0)
+            .await?;
         Ok(())
     }
 

@@ -30,6 +30,8 @@ impl JobHandler for VerifyBackupHandler {
         let parallelism = self.services.config.backup.copy_parallelism;
         verify_objects(&ctx, &storage, manifest.objects, parallelism, true).await?;
         tracing::info!(objects = count, "backup verified");
+        let summary = format!("verified: {count} object(s) match the manifest");
+        ctx.finished(summary, manifest.size as i64).await?;
         Ok(())
     }
 }

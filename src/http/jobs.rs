@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::{ok, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
 use crate::domain::access::Privilege;
-use crate::domain::restore::RestoreResult;
+use crate::domain::restore::{RestoreResult, RESTORE_CLUSTER_JOB, RESTORE_COLLECTION_JOB};
 use crate::error::Error;
 use crate::jobs::Registry;
 use crate::store::{Job, JobFilter, JobStatus};
@@ -39,6 +39,10 @@ pub struct JobResource {
     cluster_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backup_id: Option<String>,
+    /// Restores: the cluster restored into (also `clusterId`), named so a reader need not
+    /// know which cluster a restore job is filed under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_cluster_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +57,8 @@ pub struct JobView {
     progress: i32,
     bytes_done: i64,
     bytes_total: i64,
+    /// What the job is doing; once it ended, what it did (SUCCESSFUL: "backup available: …")
+    /// or where it stopped ("failed while copying binlogs", "canceled while …").
     current_step: Option<String>,
     attempts: i32,
     max_attempts: i32,
@@ -72,6 +78,10 @@ pub struct JobView {
 
 impl JobView {
     fn new(j: Job, registry: &Registry, result: Option<RestoreResult>) -> JobView {
+        let restore = matches!(
+            j.job_type.as_str(),
+            RESTORE_COLLECTION_JOB | RESTORE_CLUSTER_JOB
+        );
         JobView {
             result,
             cancellable: registry.is_cancellable(&j.job_type)
@@ -83,7 +93,7 @@ impl JobView {
             progress: j.progress,
             bytes_done: j.bytes_done,
             bytes_total: j.bytes_total,
-            current_step: j.current_step,
+            current_step: shown_step(j.status, j.current_step),
             attempts: j.attempts,
             max_attempts: j.max_attempts,
             create_time: j.created_at,
@@ -91,10 +101,24 @@ impl JobView {
             end_time: j.finished_at,
             reason: j.reason,
             resource: JobResource {
+                dest_cluster_id: j.cluster_id.clone().filter(|_| restore),
                 cluster_id: j.cluster_id,
                 backup_id: j.backup_id,
             },
         }
+    }
+}
+
+/// A failed or canceled job's last step, said as where it stopped; a running or successful
+/// job's step as it is (handlers end with a step that says what they did).
+fn shown_step(status: JobStatus, step: Option<String>) -> Option<String> {
+    match status {
+        JobStatus::Failed => step.map(|s| format!("failed while {s}")),
+        JobStatus::Canceled => Some(match step {
+            Some(s) => format!("canceled while {s}"),
+            None => "canceled before it started".to_owned(),
+        }),
+        _ => step,
     }
 }
 

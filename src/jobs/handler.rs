@@ -255,6 +255,19 @@ impl JobContext {
         }
     }
 
+    /// The last progress of a job that did its work: 100 %, `bytes` of `bytes`, and a step
+    /// that says what it did ("backup available: …"), which the job center shows once the job
+    /// is SUCCESSFUL instead of the last step it was on.
+    pub async fn finished(&self, summary: String, bytes: i64) -> Result<(), Stop> {
+        self.progress(Progress {
+            percent: 100,
+            bytes_done: bytes,
+            bytes_total: bytes,
+            step: Some(summary),
+        })
+        .await
+    }
+
     /// Saves the job's result, sealed by the handler (fenced); a failure is an error.
     pub async fn save_result(&self, sealed: &str) -> Result<(), JobError> {
         let written = self

@@ -287,8 +287,13 @@ impl MilvusClient {
             collection_names: names.to_vec(),
             ..Default::default()
         };
+        // Milvus seals every named collection before it answers: the call's own work grows
+        // with `names`, so it gets the flush's whole wait, not one request's deadline.
         let flushed = self
-            .call(client.flush(self.request(message, Some(db_name))))
+            .call_within(
+                wait,
+                client.flush(self.request_within(wait, message, Some(db_name))),
+            )
             .await?;
         check(flushed.status.as_ref(), "Flush")?;
         let deadline = tokio::time::Instant::now() + wait;

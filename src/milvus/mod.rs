@@ -76,6 +76,35 @@ impl MilvusError {
     }
 }
 
+/// How often an idempotent read is tried before a transient failure ends the job's attempt,
+/// and the pause before the first retry (doubled after each).
+const READ_ATTEMPTS: u32 = 3;
+const READ_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs an idempotent read (describe, list, segment info) again when Milvus did not answer,
+/// a few times with a growing pause. A loaded Milvus with thousands of collections misses a
+/// deadline now and then; without this, one slow answer among thousands of calls would
+/// restart a whole backup attempt. Refusals are returned at once.
+pub async fn retry_read<T, F, Fut>(mut read: F) -> Result<T, MilvusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MilvusError>>,
+{
+    let mut pause = READ_RETRY_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(e) if e.is_transient() && attempt < READ_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "Milvus read failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A collection as listed by `ShowCollections`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionSummary {
@@ -182,8 +211,17 @@ impl MilvusClient {
     }
 
     fn request<T>(&self, message: T, db_name: Option<&str>) -> tonic::Request<T> {
+        self.request_within(self.timeout, message, db_name)
+    }
+
+    fn request_within<T>(
+        &self,
+        timeout: Duration,
+        message: T,
+        db_name: Option<&str>,
+    ) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.timeout);
+        request.set_timeout(timeout);
         if let Some(auth) = &self.authorization {
             request.metadata_mut().insert("authorization", auth.clone());
         }
@@ -222,12 +260,29 @@ impl MilvusClient {
         &self,
         fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, MilvusError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        self.call_within(self.timeout, fut).await
+    }
+
+    /// `call` for the few calls whose work grows with their arguments (a flush of a hundred
+    /// collections), which get a deadline of their own; the request must carry it too
+    /// (`request_within`).
+    async fn call_within<T>(
+        &self,
+        timeout: Duration,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, MilvusError> {
+        match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(self.transport_error(status)),
+            Ok(Err(status)) => Err(match self.transport_error(status) {
+                MilvusError::Timeout { uri, .. } => MilvusError::Timeout {
+                    uri,
+                    timeout_ms: timeout.as_millis(),
+                },
+                other => other,
+            }),
             Err(_) => Err(MilvusError::Timeout {
                 uri: self.uri.clone(),
-                timeout_ms: self.timeout.as_millis(),
+                timeout_ms: timeout.as_millis(),
             }),
         }
     }
