@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ok, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams};
+use super::{
+    ok, page_of, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Auth, PageInfo, PageParams,
+};
 use crate::domain::access::Privilege;
 use crate::domain::clusters::{ClusterStorage, Plan};
 use crate::service::clusters::{created_at, Probed, RegisterCluster};
@@ -68,8 +70,18 @@ pub struct ClusterDeleted {
 pub struct CollectionView {
     db_name: String,
     collection_name: String,
-    collection_id: i64,
+    /// Milvus's 64-bit collection id, as a string: JavaScript numbers cannot hold it.
+    collection_id: String,
     create_time: Option<DateTime<Utc>>,
+}
+
+/// One page of a cluster's collections, ordered by database, then name.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionList {
+    #[serde(flatten)]
+    page: PageInfo,
+    collections: Vec<CollectionView>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -190,19 +202,23 @@ async fn delete_cluster(
     Ok(ok(ClusterDeleted { cluster_id }))
 }
 
-/// List every database and collection of the cluster, read live from Milvus.
+/// List the databases and collections of the cluster, read live from Milvus, a page at a
+/// time (by database, then name).
 #[utoipa::path(get, path = "/v2/clusters/{clusterId}/collections", tag = "clusters",
-    params(("clusterId" = String, Path)), responses((status = 200, body = [CollectionView])))]
+    params(("clusterId" = String, Path), PageParams),
+    responses((status = 200, body = CollectionList)))]
 async fn list_collections(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiPath(cluster_id): ApiPath<String>,
-) -> ApiResult<Vec<CollectionView>> {
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> ApiResult<CollectionList> {
+    let page = params.page()?;
     let services = &state.services;
     let cluster = services
         .visible_cluster(&principal, &cluster_id, Privilege::ClusterRead)
         .await?;
-    let collections = services
+    let mut collections: Vec<CollectionView> = services
         .collections(&cluster, None)
         .await?
         .into_values()
@@ -211,8 +227,11 @@ async fn list_collections(
             create_time: created_at(&c),
             db_name: c.db_name,
             collection_name: c.name,
-            collection_id: c.id,
+            collection_id: c.id.to_string(),
         })
         .collect();
-    Ok(ok(collections))
+    collections
+        .sort_by(|a, b| (&a.db_name, &a.collection_name).cmp(&(&b.db_name, &b.collection_name)));
+    let (page, collections) = page_of(collections, page);
+    Ok(ok(CollectionList { page, collections }))
 }

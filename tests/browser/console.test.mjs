@@ -309,7 +309,12 @@ step('shows the backup with its collections and restores one under a new name', 
   const card = await waitForJobCard(jobId);
   await shot('09-restore-done');
   assert.equal(await card.locator('.badge').textContent(), 'SUCCESSFUL', await card.textContent());
-  const collections = await apiCall('GET', `/v2/clusters/${state.clusterId}/collections`);
+  const collections = [];
+  for (let page = 1; ; page += 1) {
+    const listed = await apiCall('GET', `/v2/clusters/${state.clusterId}/collections?pageSize=100&currentPage=${page}`);
+    collections.push(...listed.collections);
+    if (listed.collections.length === 0 || collections.length >= listed.count) break;
+  }
   assert.ok(collections.some((c) => c.collectionName === restored), `${restored} is in the cluster`);
   const dump = JSON.parse(seed('dump', 'default', restored));
   assert.equal(dump.rows.length, ROWS);

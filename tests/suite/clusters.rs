@@ -40,12 +40,8 @@ async fn registered_cluster_is_running_and_lists_live_collections(backend: Backe
         "{described}"
     );
 
-    let listed = app
-        .admin(Method::GET, &format!("/v2/clusters/{id}/collections"), None)
-        .await;
+    let listed = app.collections(&id).await;
     let pairs: Vec<(String, String)> = listed
-        .as_array()
-        .unwrap()
         .iter()
         .map(|c| {
             (
@@ -62,13 +58,20 @@ async fn registered_cluster_is_running_and_lists_live_collections(backend: Backe
         pairs.contains(&("default".to_owned(), collection.clone())),
         "{pairs:?}"
     );
-    let entry = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["dbName"] == db.as_str())
-        .unwrap();
-    assert!(entry["collectionId"].as_i64().unwrap() > 0);
+    let entry = listed.iter().find(|c| c["dbName"] == db.as_str()).unwrap();
+    // A string: JavaScript cannot hold a 64-bit id as a number.
+    let collection_id: i64 = entry["collectionId"].as_str().unwrap().parse().unwrap();
+    assert!(collection_id > 0, "{entry}");
+    let first = app
+        .admin(
+            Method::GET,
+            &format!("/v2/clusters/{id}/collections?pageSize=1"),
+            None,
+        )
+        .await;
+    assert_eq!(first["count"], listed.len(), "{first}");
+    assert_eq!(first["pageSize"], 1, "{first}");
+    assert_eq!(first["collections"].as_array().unwrap().len(), 1, "{first}");
 }
 
 /// Registration checks what it can reach: a storage that is not there or does not accept

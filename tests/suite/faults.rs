@@ -318,20 +318,12 @@ async fn object_store_stopped_mid_backup_and_mid_restore_is_waited_out(backend: 
     weed.run().await;
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "SUCCESSFUL", "{job}");
-    let collections = app
-        .admin(
-            Method::GET,
-            &format!("/v2/clusters/{cluster}/collections"),
-            None,
-        )
-        .await;
+    let collections = app.collections(&cluster).await;
     let restored = collections
-        .as_array()
-        .unwrap()
         .iter()
         .filter(|c| c["dbName"] == db.as_str() && c["collectionName"] == target.as_str())
         .count();
-    assert_eq!(restored, 1, "restored once: {collections}");
+    assert_eq!(restored, 1, "restored once: {collections:?}");
 }
 
 async fn object_store_down_past_max_attempts_fails_the_backup(backend: Backend) {

@@ -179,14 +179,13 @@ async fn cluster_restore_brings_users_roles_and_grants() {
         "{restored}"
     );
     // The collection came too.
-    let listed = app
-        .admin(
-            Method::GET,
-            &format!("/v2/clusters/{dest_cluster}/collections"),
-            None,
-        )
-        .await;
-    assert!(listed.to_string().contains(&collection), "{listed}");
+    let listed = app.collections(&dest_cluster).await;
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["collectionName"] == collection.as_str()),
+        "{listed:?}"
+    );
     drop(dest);
 }
 

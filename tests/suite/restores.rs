@@ -301,15 +301,11 @@ async fn a_tampered_backup_is_refused_before_the_destination_is_touched(backend:
         .to_string_lossy()
         .into_owned();
     assert!(reason.contains(&key), "reason names {key}: {reason}");
-    let listed = app
-        .admin(
-            Method::GET,
-            &format!("/v2/clusters/{cluster}/collections"),
-            None,
-        )
-        .await;
+    let listed = app.collections(&cluster).await;
     assert!(
-        !listed.to_string().contains(&target),
+        !listed
+            .iter()
+            .any(|c| c["collectionName"] == target.as_str()),
         "nothing was created on the destination"
     );
 }
@@ -457,11 +453,12 @@ async fn a_canceled_restore_drops_what_it_created(backend: Backend) {
     let job_id = started["jobId"].as_str().unwrap().to_owned();
     wait_for_file(&barrier.path().join("paused")).await;
 
-    let collections = format!("/v2/clusters/{cluster}/collections");
-    let listed = app.admin(Method::GET, &collections, None).await;
+    let listed = app.collections(&cluster).await;
     assert!(
-        listed.to_string().contains(&target),
-        "created before staging: {listed}"
+        listed
+            .iter()
+            .any(|c| c["collectionName"] == target.as_str()),
+        "created before staging: {listed:?}"
     );
     let staging = std::path::Path::new(&milvus.storage).join(format!("backstop-restore/{job_id}"));
     assert!(
@@ -480,8 +477,13 @@ async fn a_canceled_restore_drops_what_it_created(backend: Backend) {
     assert_eq!(canceling["status"], "CANCELING", "{canceling}");
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "CANCELED", "{job}");
-    let listed = app.admin(Method::GET, &collections, None).await;
-    assert!(!listed.to_string().contains(&target), "dropped: {listed}");
+    let listed = app.collections(&cluster).await;
+    assert!(
+        !listed
+            .iter()
+            .any(|c| c["collectionName"] == target.as_str()),
+        "dropped: {listed:?}"
+    );
     let left: Vec<_> = walk_files(&staging);
     assert!(left.is_empty(), "staging files left: {left:?}");
 }

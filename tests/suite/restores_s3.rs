@@ -263,14 +263,13 @@ async fn a_canceled_restore_into_s3_leaves_nothing(backend: Backend) {
     let job = wait_for_job(&app, &job_id).await;
     assert_eq!(job["status"], "CANCELED", "{job}");
     s3.assert_no_staging(&job_id).await;
-    let listed = app
-        .admin(
-            Method::GET,
-            &format!("/v2/clusters/{dest}/collections"),
-            None,
-        )
-        .await;
-    assert!(!listed.to_string().contains(&renamed), "dropped: {listed}");
+    let listed = app.collections(&dest).await;
+    assert!(
+        !listed
+            .iter()
+            .any(|c| c["collectionName"] == renamed.as_str()),
+        "dropped: {listed:?}"
+    );
 }
 
 on_both_backends!(

@@ -213,6 +213,29 @@ impl TestApp {
         json["data"].clone()
     }
 
+    /// Every collection of a cluster, read page by page (100 at a time).
+    pub async fn collections(&self, cluster: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let listed = self
+                .admin(
+                    Method::GET,
+                    &format!("/v2/clusters/{cluster}/collections?pageSize=100&currentPage={page}"),
+                    None,
+                )
+                .await;
+            let items = listed["collections"]
+                .as_array()
+                .expect("collections")
+                .clone();
+            all.extend(items);
+            if all.len() as u64 >= listed["count"].as_u64().expect("count") {
+                return all;
+            }
+        }
+        unreachable!()
+    }
+
     pub async fn create_project(&self, name: &str) -> String {
         let data = self
             .admin(
@@ -494,22 +517,8 @@ impl PrivateMilvus {
         tls_ca_pem: Option<&str>,
         env: Vec<(String, String)>,
     ) -> PrivateMilvus {
-        let turn = tokio::task::spawn_blocking(|| {
-            let path = std::env::temp_dir().join("backstop-private-milvus.lock");
-            let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
-            file.lock().expect("wait for the private Milvus lock");
-            file
-        })
-        .await
-        .unwrap();
-        // Under the run's directory when scripts/test gives one, so its clean-up stops
-        // instances whose test was killed before it could stop them.
-        let parent = std::env::var("BACKSTOP_TEST_RUN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir())
-            .join("private-milvus");
-        std::fs::create_dir_all(&parent).expect("private Milvus parent dir");
-        let dir = tempfile::tempdir_in(&parent).expect("temp dir");
+        let turn = private_milvus_turn().await;
+        let dir = private_milvus_dir();
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         let line = start_instance(dir.path(), &flags, &env).await;
         let field = |name: &str| {
@@ -560,8 +569,31 @@ impl PrivateMilvus {
     }
 }
 
+/// The turn of a test that starts Milvus instances of its own, held until dropped.
+pub async fn private_milvus_turn() -> std::fs::File {
+    tokio::task::spawn_blocking(|| {
+        let path = std::env::temp_dir().join("backstop-private-milvus.lock");
+        let file = std::fs::File::create(&path).expect("create the private Milvus lock file");
+        file.lock().expect("wait for the private Milvus lock");
+        file
+    })
+    .await
+    .unwrap()
+}
+
+/// A directory for a private instance: under the run's directory when scripts/test gives
+/// one, so its clean-up stops instances whose test was killed before it could stop them.
+pub fn private_milvus_dir() -> TempDir {
+    let parent = std::env::var("BACKSTOP_TEST_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir())
+        .join("private-milvus");
+    std::fs::create_dir_all(&parent).expect("private Milvus parent dir");
+    tempfile::tempdir_in(&parent).expect("temp dir")
+}
+
 /// `scripts/milvus-instance start DIR FLAGS...`; its line `uri=... storage=... pid=...`.
-async fn start_instance(dir: &Path, flags: &[String], env: &[(String, String)]) -> String {
+pub async fn start_instance(dir: &Path, flags: &[String], env: &[(String, String)]) -> String {
     let started = tokio::process::Command::new(repo_root().join("scripts/milvus-instance"))
         .arg("start")
         .arg(dir)
@@ -581,7 +613,7 @@ async fn start_instance(dir: &Path, flags: &[String], env: &[(String, String)]) 
 /// Waits until the Milvus at `uri` serves gRPC (the wrapper's banner can come before the proxy
 /// does on a busy machine); a Milvus with authorization on counts when it refuses no
 /// credentials.
-async fn wait_serving(uri: &str, tls_ca_pem: Option<&str>) {
+pub async fn wait_serving(uri: &str, tls_ca_pem: Option<&str>) {
     let client = backstop::milvus::MilvusClient::new(
         uri,
         None,

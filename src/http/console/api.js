@@ -87,6 +87,18 @@ export async function loadAllClusters(signal) {
   return (await api('GET', '/v2/clusters?pageSize=100', undefined, { signal })).clusters;
 }
 
+/** Every collection of a cluster, page after page (a cluster may hold thousands). */
+export async function loadCollections(clusterId, signal) {
+  const all = [];
+  for (let page = 1; ; page += 1) {
+    const listed = await api('GET',
+      `/v2/clusters/${encodeURIComponent(clusterId)}/collections?pageSize=100&currentPage=${page}`,
+      undefined, { signal });
+    all.push(...listed.collections);
+    if (listed.collections.length === 0 || all.length >= listed.count) return all;
+  }
+}
+
 const FINAL = new Set(['SUCCESSFUL', 'FAILED', 'CANCELED']);
 export function isFinal(status) {
   return FINAL.has(status);

@@ -1,6 +1,6 @@
 // A cluster's Backups tab (list, Create backup) and a backup's details (verify, delete).
 
-import { api, query, isFinal, loadRegions } from './api.js';
+import { api, query, isFinal, loadCollections, loadRegions } from './api.js';
 import {
   h, badge, fact, field, formatBytes, formatTime, table, pager, openDialog, pageHeader, loading, errorBox,
   notify, fill, href,
@@ -98,7 +98,7 @@ async function createBackupDialog(ctx, cluster, jobs, refresh) {
   // Filled in after the dialog opens, so a slow Milvus does not hold it up.
   try {
     const [collections, regions] = await Promise.all([
-      api('GET', `/v2/clusters/${encodeURIComponent(cluster.clusterId)}/collections`, undefined, { signal: ctx.signal }),
+      loadCollections(cluster.clusterId, ctx.signal),
       loadRegions(ctx.signal),
     ]);
     fillPicker(picker, collections);
