@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod automatic;
 pub mod backup;
+pub mod client;
 pub mod clusters;
 pub mod config;
 pub mod crypto;

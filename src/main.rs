@@ -1,14 +1,16 @@
 //! The `backstop` command: `serve` runs the API, the job workers and the scheduler in one
 //! process (config can switch the workers and the scheduler off); `migrate` applies database
-//! migrations and exits.
+//! migrations and exits; `admin-key` mints an OWNER key on the server. The other commands are
+//! the client (`backstop::client`), which speaks to any Backstop server over its public API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use backstop::client::{self, ClientCommand, Target};
 use backstop::config::Config;
 use backstop::store::Store;
 use backstop::Application;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -25,6 +27,8 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    #[command(flatten)]
+    target: Target,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,11 +46,15 @@ enum Command {
         #[arg(long, default_value = "recovered-admin")]
         name: String,
     },
+    /// Print a shell completion script: `backstop completions bash > /etc/bash_completion.d/backstop`.
+    Completions { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
-fn config_files(cli: &Cli) -> Vec<PathBuf> {
-    if !cli.config.is_empty() {
-        return cli.config.clone();
+fn config_files(given: &[PathBuf]) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
     }
     let default = PathBuf::from("config/backstop.toml");
     if default.exists() {
@@ -76,24 +84,50 @@ fn init_tracing(json: bool) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Client(command) => return run_client(command, &cli.target).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "backstop",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        server_side => server_side,
+    };
     init_tracing(cli.log_json);
-    let config = match Config::load(&config_files(&cli)) {
+    let config = match Config::load(&config_files(&cli.config)) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("backstop: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::AdminKey { name } => admin_key(config, &name).await,
+        Command::Client(_) | Command::Completions { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("backstop: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client command: its output on stdout; one line on stderr and a non-zero exit when it
+/// fails (1 refused or the job failed, 2 bad usage, 3 no server, 130 stopped watching).
+async fn run_client(command: ClientCommand, target: &Target) -> ExitCode {
+    match client::run(command, target).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("backstop: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
