@@ -5,7 +5,7 @@
 use backstop::automatic::Scheduler;
 use backstop::service::Services;
 use backstop::store::Store;
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -37,8 +37,16 @@ async fn end_pending_autos(app: &TestApp, cluster: &str) {
     store.close().await;
 }
 
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+/// `h:min` UTC on the Monday `week` weeks after the first Monday at least two weeks from
+/// now: never today, whose slot enabling a policy takes (a fixed date failed on the day it
+/// named).
+fn monday_at(week: i64, h: u32, min: u32) -> DateTime<Utc> {
+    let mut day = Utc::now().date_naive() + Duration::days(14);
+    while day.weekday() != chrono::Weekday::Mon {
+        day += Duration::days(1);
+    }
+    let day = day + Duration::weeks(week);
+    Utc.from_utc_datetime(&day.and_hms_opt(h, min, 0).unwrap())
 }
 
 async fn backups(app: &TestApp, cluster: &str, method: &str) -> Vec<Value> {
@@ -144,7 +152,7 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
     // At most one automatic backup at a time: a tick while the first is pending starts none.
     let (a, b) = (replica(&app).await, replica(&app).await);
     assert!(a
-        .tick(at(2026, 11, 30, 2, 10))
+        .tick(monday_at(0, 2, 10))
         .await
         .unwrap()
         .started
@@ -152,7 +160,7 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
     end_pending_autos(&app, &cluster).await;
 
     // Two replicas tick in Monday's window at once: one backup.
-    let monday = at(2026, 11, 30, 2, 30);
+    let monday = monday_at(0, 2, 30);
     let (ra, rb) = tokio::join!(a.tick(monday), b.tick(monday));
     let started = ra.unwrap().started.len() + rb.unwrap().started.len();
     assert_eq!(started, 1, "one backup per slot across replicas");
@@ -166,32 +174,25 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
     );
     // Not on Tuesday, not outside the window.
     assert!(a
-        .tick(at(2026, 12, 1, 2, 30))
+        .tick(monday_at(0, 2, 30) + Duration::days(1))
         .await
         .unwrap()
         .started
         .is_empty());
-    assert!(a
-        .tick(at(2026, 11, 30, 4, 0))
-        .await
-        .unwrap()
-        .started
-        .is_empty());
+    assert!(a.tick(monday_at(0, 4, 0)).await.unwrap().started.is_empty());
     assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 2);
 
     // The service was down through the next Monday's window: reported, not taken.
-    let late = a.tick(at(2026, 12, 7, 5, 0)).await.unwrap();
+    let late = a.tick(monday_at(1, 5, 0)).await.unwrap();
     assert!(late.started.is_empty());
     assert!(
-        late.missed.contains(&(
-            cluster.clone(),
-            NaiveDate::from_ymd_opt(2026, 12, 7).unwrap()
-        )),
+        late.missed
+            .contains(&(cluster.clone(), monday_at(1, 0, 0).date_naive())),
         "{late:?}"
     );
     // Back within the following window: taken.
     end_pending_autos(&app, &cluster).await;
-    let back = a.tick(at(2026, 12, 14, 3, 59)).await.unwrap();
+    let back = a.tick(monday_at(2, 3, 59)).await.unwrap();
     assert_eq!(back.started.len(), 1, "{back:?}");
     assert_eq!(backups(&app, &cluster, "AUTO").await.len(), 3);
 
@@ -199,7 +200,7 @@ async fn scheduler_takes_each_slot_once_on_chosen_days(backend: Backend) {
     app.admin(Method::POST, &policy_path, Some(json!({"enabled": false})))
         .await;
     assert!(a
-        .tick(at(2026, 12, 21, 2, 30))
+        .tick(monday_at(3, 2, 30))
         .await
         .unwrap()
         .started
