@@ -32,6 +32,7 @@ max_connections = 10
 
 [milvus]
 probe_timeout_ms = 2000
+status_cache_ms = 5000
 request_timeout_secs = 60
 local_storage_roots = []
 
@@ -127,6 +128,9 @@ pub struct SecretsConfig {
 pub struct MilvusConfig {
     /// How long a status probe (`GetVersion`) may take before the cluster counts as UNREACHABLE.
     pub probe_timeout_ms: u64,
+    /// How long a cluster list reuses a status probed before (0: probe on every list). Older
+    /// statuses are still served at once while one probe refreshes them.
+    pub status_cache_ms: u64,
     pub request_timeout_secs: u64,
     /// Directories a cluster's local `storage.path` must lie under (links resolved). Empty:
     /// any directory the service can read that is empty or holds Milvus data.

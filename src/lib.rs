@@ -190,6 +190,7 @@ impl Services {
             regions: Arc::new(regions),
             secrets,
             config: Arc::new(config),
+            statuses: Default::default(),
         })
     }
 }

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -151,7 +150,9 @@ async fn list_clusters(
         .store
         .list_clusters(&visible, filter.project_id.as_deref(), page)
         .await?;
-    let views = join_all(clusters.into_iter().map(|c| state.services.probe(c)))
+    let views = state
+        .services
+        .probe_all(clusters)
         .await
         .into_iter()
         .map(view)
@@ -175,7 +176,7 @@ async fn describe_cluster(
         .visible_cluster(&principal, &cluster_id, Privilege::ClusterRead)
         .await?;
     let (probed, storage) = tokio::join!(
-        state.services.probe(cluster.clone()),
+        state.services.probe_now(cluster.clone()),
         state.services.storage_reachable(&cluster)
     );
     let mut view = view(probed);

@@ -453,6 +453,7 @@ impl Services {
         if !self.store.delete_cluster(cluster_id).await? {
             return Err(Error::not_found("cluster", cluster_id));
         }
+        self.statuses.forget(cluster_id);
         tracing::info!(%cluster_id, "cluster deleted");
         Ok(())
     }

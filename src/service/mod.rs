@@ -4,6 +4,7 @@
 //! conflict, upstream); `http/` turns it into a response, a job into a retry or a failure
 //! (`From<Error> for JobError`). Nothing here knows about axum.
 //!
+//! - `cluster_status`: the few-seconds cache of cluster statuses behind cluster lists.
 //! - `clusters`: registering, the Dedicated-only rule, reaching a cluster's Milvus, deleting
 //!   a cluster (and retiring its automatic backups).
 //! - `backups`: creating (task rules), deleting, verifying, and the copy jobs of a backup.
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod backups;
+pub mod cluster_status;
 pub mod clusters;
 pub mod policies;
 pub mod restores;
@@ -34,6 +36,8 @@ pub struct Services {
     pub regions: Arc<Regions>,
     pub secrets: SecretBox,
     pub config: Arc<Config>,
+    /// Recent cluster statuses, for lists (`cluster_status`).
+    pub statuses: cluster_status::Statuses,
 }
 
 impl Services {

@@ -312,8 +312,22 @@ async fn backup_and_restore_from_the_command_line() {
     );
 }
 
-/// A running job, held at a barrier: watched on a pseudo-terminal it draws a bar in place;
-/// watched through a pipe it prints plain lines; `jobs cancel --wait` ends it CANCELED.
+/// Waits until `path` exists.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running job, held at a barrier. Watched on a pseudo-terminal it draws a bar in place,
+/// and Ctrl-C there asks whether to cancel it (yes: it ends CANCELED, exit 1); watched
+/// through a pipe it prints plain lines. A second one ends with `jobs cancel --wait`.
 #[tokio::test]
 async fn progress_on_a_terminal_and_in_a_pipe_and_cancel() {
     let name = unique("cliw");
@@ -328,30 +342,25 @@ async fn progress_on_a_terminal_and_in_a_pipe_and_cancel() {
         format!("1:{}", barrier.path().display()),
     )]);
     let (_project, cluster) = register(&server);
-    let created = server.json(&[
-        "backup",
-        "create",
-        "--cluster",
-        &cluster,
-        "--collections",
-        &name,
-    ]);
-    let job = created["jobId"].as_str().unwrap().to_owned();
-    let paused = barrier.path().join("paused");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !paused.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the backup did not reach its barrier"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let backup = || {
+        let created = server.json(&[
+            "backup",
+            "create",
+            "--cluster",
+            &cluster,
+            "--collections",
+            &name,
+        ]);
+        created["jobId"].as_str().unwrap().to_owned()
+    };
+    let job = backup();
+    wait_for(&barrier.path().join("paused"));
 
-    // On a pseudo-terminal (util-linux `script`): the bar, redrawn in place.
-    let mut watching = Command::new("script")
+    // On a pseudo-terminal (util-linux `script`, which passes our writes to it as typed).
+    let mut terminal = Command::new("script")
         .args(["-q", "-f", "-e", "-c"])
         .arg(format!(
-            "{} jobs watch {job}",
+            "exec {} jobs watch {job}",
             env!("CARGO_BIN_EXE_backstop")
         ))
         .arg("/dev/null")
@@ -373,34 +382,33 @@ async fn progress_on_a_terminal_and_in_a_pipe_and_cancel() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
 
-    let out = server.cli(&["jobs", "cancel", &job, "--wait"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("CANCELED"),
-        "{}",
-        show(&out)
-    );
-
-    let mut terminal = Vec::new();
-    watching
+    // Ctrl-C, then "y" at the question.
+    let mut keys = terminal.stdin.take().unwrap();
+    std::io::Write::write_all(&mut keys, b"\x03").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    std::io::Write::write_all(&mut keys, b"y\n").unwrap();
+    let mut shown = Vec::new();
+    terminal
         .stdout
         .take()
         .unwrap()
-        .read_to_end(&mut terminal)
+        .read_to_end(&mut shown)
         .unwrap();
-    let status = watching.wait().unwrap();
-    let terminal = String::from_utf8_lossy(&terminal);
+    let status = terminal.wait().unwrap();
+    drop(keys);
+    let shown = String::from_utf8_lossy(&shown);
     assert_eq!(
         status.code(),
         Some(1),
-        "a canceled job is no success: {terminal}"
+        "a canceled job is no success: {shown:?}"
     );
     assert!(
-        terminal.contains("\r\x1b[2K["),
-        "the bar is redrawn in place: {terminal:?}"
+        shown.contains("\r\x1b[2K["),
+        "the bar is redrawn in place: {shown:?}"
     );
-    assert!(terminal.contains('%'), "{terminal:?}");
-    assert!(terminal.contains("CANCELED"), "{terminal:?}");
+    assert!(shown.contains('%'), "{shown:?}");
+    assert!(shown.contains(&format!("Cancel job {job}?")), "{shown:?}");
+    assert!(shown.contains("CANCELED"), "{shown:?}");
 
     let piped = piped.wait_with_output().unwrap();
     assert_eq!(piped.status.code(), Some(1), "{}", show(&piped));
@@ -411,6 +419,21 @@ async fn progress_on_a_terminal_and_in_a_pipe_and_cancel() {
     );
     assert!(lines.contains(&format!("job {job} IN_PROGRESS")), "{lines}");
     assert!(lines.contains("CANCELED"), "{lines}");
+
+    // Another backup, held at the same barrier, canceled with `jobs cancel --wait`.
+    let second = backup();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.json(&["jobs", "describe", &second])["status"] != "IN_PROGRESS" {
+        assert!(Instant::now() < deadline, "job {second} never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = server.cli(&["jobs", "cancel", &second, "--wait"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CANCELED"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// What goes wrong before any job: bad flags (exit 2, saying what to give), no server at the

@@ -356,7 +356,67 @@ async fn outbound_policy_keeps_clusters_off_denied_networks(backend: Backend) {
     );
 }
 
+/// Cluster lists reuse statuses probed a moment ago, but a list is read from the store first:
+/// a deleted cluster is gone from the next list, whatever the cache holds.
+async fn cached_statuses_never_outlive_their_cluster(backend: Backend) {
+    let milvus = shared_milvus();
+    let app = TestApp::spawn_with(backend, |c| c.milvus.status_cache_ms = 60_000).await;
+    let project = app.create_project("p").await;
+    let running = app
+        .register_cluster(&project, "running", &milvus.uri, &milvus.storage)
+        .await;
+    // Nothing listens there: registered all the same, UNREACHABLE.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let away = app
+        .register_cluster(
+            &project,
+            "away",
+            &format!("http://127.0.0.1:{port}"),
+            &milvus.storage,
+        )
+        .await;
+    let statuses = |listed: &Value| -> Vec<(String, String)> {
+        listed["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["clusterId"].as_str().unwrap().to_owned(),
+                    c["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let list = format!("/v2/clusters?projectId={project}");
+    for _ in 0..2 {
+        let listed = app.admin(Method::GET, &list, None).await;
+        let mut got = statuses(&listed);
+        got.sort();
+        let mut want = vec![
+            (running.clone(), "RUNNING".to_owned()),
+            (away.clone(), "UNREACHABLE".to_owned()),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{listed}");
+    }
+    app.admin(Method::DELETE, &format!("/v2/clusters/{running}"), None)
+        .await;
+    let listed = app.admin(Method::GET, &list, None).await;
+    assert_eq!(
+        statuses(&listed),
+        vec![(away.clone(), "UNREACHABLE".to_owned())],
+        "{listed}"
+    );
+    assert_eq!(listed["count"], 1, "{listed}");
+}
+
 on_both_backends!(
+    cached_statuses_never_outlive_their_cluster,
     local_storage_is_confined_to_the_configured_roots,
     registered_cluster_is_running_and_lists_live_collections,
     registration_refuses_storage_and_tokens_that_do_not_work,
