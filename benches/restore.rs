@@ -1,10 +1,13 @@
-//! Restore benchmark: one collection (`BENCH_ROWS` x `BENCH_DIM` random floats; by default
-//! 140,000 x 512, ~275 MB of binlogs) restored through the API into a Milvus that keeps its
-//! binlogs in S3, with the two ways of staging side by side in one run, alternating:
+//! Restore benchmark: one collection (`BENCH_ROWS` x `BENCH_DIM` random floats in
+//! `BENCH_SEGMENTS` sealed segments; by default 140,000 x 512 in 4, ~290 MB of binlogs)
+//! restored through the API into a Milvus that keeps its binlogs in S3, three ways side by
+//! side in one run, alternating round by round:
 //!
-//! - **server-side**: the backup's region and the Milvus bucket share an endpoint, so staging
-//!   is S3 `CopyObject` inside the server;
-//! - **streamed**: the same S3 server named by another host name (`localhost` for
+//! - **1 import at a time**: a service with `restore.import_parallelism = 1`, i.e. Milvus's
+//!   own import speed with one task: the baseline;
+//! - **`BENCH_IMPORTS` imports at once** (default 4), staging server-side: the backup's region
+//!   and the Milvus bucket share an endpoint, so staging is S3 `CopyObject` inside the server;
+//! - the same, **streamed**: the S3 server named by another host name (`localhost` for
 //!   `127.0.0.1`), so the endpoints differ and every byte streams through the service.
 //!
 //! Each figure is a whole restore job, POST to SUCCESSFUL: verify, create, stage, import, row
@@ -160,35 +163,23 @@ fn spent(steps: &[(String, f64)], prefix: &str) -> f64 {
         .sum()
 }
 
-#[tokio::main]
-async fn main() {
-    // `cargo bench` passes `--bench`; test runners list or run bench binaries without it.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        return;
-    }
-    let rows = env_usize("BENCH_ROWS", 140_000);
-    let dim = env_usize("BENCH_DIM", 512);
-    let rounds = env_usize("BENCH_ROUNDS", 3);
-    let endpoint = env("BACKSTOP_TEST_S3_ENDPOINT");
+/// A service of its own (SQLite in `work`, the two S3 regions) restoring with `imports`
+/// Imports in flight; its API.
+async fn start_service(work: &std::path::Path, imports: usize, endpoint: &str, tag: &str) -> Api {
     let other_name = endpoint.replacen("127.0.0.1", "localhost", 1);
     assert_ne!(
         other_name, endpoint,
         "the S3 endpoint must be http://127.0.0.1:PORT"
     );
-    let milvus_uri = env("BACKSTOP_TEST_MILVUS_S3_URI");
-    let token = env("BACKSTOP_TEST_MILVUS_S3_TOKEN");
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-
-    let work = tempfile::tempdir().unwrap();
     let mut config = Config::embedded_default();
-    config.data_dir = work.path().join("data");
+    config.data_dir = work.join(format!("data-{imports}"));
     config.scheduler.enabled = false;
     config.server.rate_limit_per_second = 1000;
     config.server.rate_limit_burst = 1000;
-    let (same_bucket, streamed_bucket) = (format!("bench-same-{tag}"), format!("bench-far-{tag}"));
+    config.restore.import_parallelism = imports;
     config.regions = vec![
-        s3_region("same", &endpoint, &same_bucket),
-        s3_region("streamed", &other_name, &streamed_bucket),
+        s3_region("same", endpoint, &format!("bench-same-{tag}")),
+        s3_region("streamed", &other_name, &format!("bench-far-{tag}")),
     ];
     for region in &config.regions {
         let StorageConfig::S3(s3) = &region.storage else {
@@ -206,13 +197,45 @@ async fn main() {
         http: reqwest::Client::new(),
     };
     tokio::spawn(app.run_until(std::future::pending()));
+    api
+}
 
-    let project = api
-        .post("/v2/projects", json!({"projectName": "bench"}))
-        .await["projectId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+/// One way of restoring the same collection, and its figures.
+struct Case {
+    label: String,
+    api: usize,
+    region: &'static str,
+    cluster: String,
+    backup: String,
+    size: u64,
+    seconds: Vec<f64>,
+    staging: Vec<f64>,
+    importing: Vec<f64>,
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; test runners list or run bench binaries without it.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let rows = env_usize("BENCH_ROWS", 140_000);
+    let dim = env_usize("BENCH_DIM", 512);
+    let segments = env_usize("BENCH_SEGMENTS", 4);
+    let rounds = env_usize("BENCH_ROUNDS", 3);
+    let parallel = env_usize("BENCH_IMPORTS", 4);
+    let endpoint = env("BACKSTOP_TEST_S3_ENDPOINT");
+    let milvus_uri = env("BACKSTOP_TEST_MILVUS_S3_URI");
+    let token = env("BACKSTOP_TEST_MILVUS_S3_TOKEN");
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    let work = tempfile::tempdir().unwrap();
+    // One service imports one segment at a time (the baseline: Milvus's import speed with
+    // one task), the other `BENCH_IMPORTS` at once.
+    let apis = [
+        start_service(work.path(), 1, &endpoint, &tag).await,
+        start_service(work.path(), parallel, &endpoint, &tag).await,
+    ];
     let storage = json!({"type": "s3", "endpoint": endpoint,
         "bucket": env("BACKSTOP_TEST_MILVUS_S3_BUCKET"), "rootPath": env("BACKSTOP_TEST_MILVUS_S3_ROOT"),
         "accessKeyId": env("BACKSTOP_TEST_S3_ACCESS_KEY"),
@@ -220,7 +243,8 @@ async fn main() {
     let db = format!("bench_{tag}");
     let collection = "wide";
     println!(
-        "restore benchmark: {rows} rows x dim {dim} into the S3-backed Milvus at {milvus_uri}"
+        "restore benchmark: {rows} rows x dim {dim} in {segments} segment(s) into the \
+         S3-backed Milvus at {milvus_uri}"
     );
     let seeded = Instant::now();
     seed(
@@ -232,14 +256,41 @@ async fn main() {
             collection,
             &rows.to_string(),
             &dim.to_string(),
+            &segments.to_string(),
         ],
     )
     .await;
     println!("seeded in {:.1} s", seeded.elapsed().as_secs_f64());
 
-    // The same Milvus registered twice, once per region: its backups land in that region.
+    // The same Milvus registered per service and region: its backups land in that region.
     let mut cases = Vec::new();
-    for region in ["same", "streamed"] {
+    for (api_index, region, label) in [
+        (
+            0,
+            "same",
+            "server-side staging, 1 import at a time".to_owned(),
+        ),
+        (
+            1,
+            "same",
+            format!("server-side staging, {parallel} imports at once"),
+        ),
+        (
+            1,
+            "streamed",
+            format!("streamed staging, {parallel} imports at once"),
+        ),
+    ] {
+        let api = &apis[api_index];
+        let project = api
+            .post(
+                "/v2/projects",
+                json!({"projectName": format!("bench-{region}")}),
+            )
+            .await["projectId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let cluster = api
             .post(
                 "/v2/clusters",
@@ -265,38 +316,54 @@ async fn main() {
             .await["size"]
             .as_u64()
             .unwrap();
-        cases.push((region, cluster, backup, size, Vec::new(), Vec::new()));
+        cases.push(Case {
+            label,
+            api: api_index,
+            region,
+            cluster,
+            backup,
+            size,
+            seconds: Vec::new(),
+            staging: Vec::new(),
+            importing: Vec::new(),
+        });
     }
 
     for round in 0..rounds {
-        for (region, cluster, backup, size, seconds, staging) in cases.iter_mut() {
-            let renamed = format!("restored_{round}");
+        for (i, case) in cases.iter_mut().enumerate() {
+            let api = &apis[case.api];
+            let renamed = format!("restored_{round}_{i}");
+            let dest_db = format!("{db}_{}", case.region);
             let started = Instant::now();
             let job = api
                 .post(
-                    &format!("/v2/clusters/{cluster}/backups/{backup}/restoreCollection"),
-                    json!({"destClusterId": cluster, "dbCollections": [{"dbName": db,
-                        "destDbName": format!("{db}_{region}"), "collections": [{
+                    &format!(
+                        "/v2/clusters/{}/backups/{}/restoreCollection",
+                        case.cluster, case.backup
+                    ),
+                    json!({"destClusterId": case.cluster, "dbCollections": [{"dbName": db,
+                        "destDbName": dest_db, "collections": [{
                         "collectionName": collection, "destCollectionName": renamed,
                         "destCollectionStatus": "NOT_LOADED"}]}]}),
                 )
                 .await;
             let steps = api.finished(job["jobId"].as_str().unwrap()).await;
             let took = started.elapsed().as_secs_f64();
-            let staged = spent(&steps, "staging");
+            let (staged, imported) = (spent(&steps, "staging"), spent(&steps, "importing"));
             println!(
-                "round {round} {region:>9}: {took:.1} s, {:.1} MB/s; staging {staged:.1} s, \
-                 importing {:.1} s, verifying {:.1} s",
-                *size as f64 / MB / took,
-                spent(&steps, "importing"),
+                "round {round} {}: {took:.1} s, {:.1} MB/s; staging {staged:.1} s, \
+                 importing {imported:.1} s, verifying {:.1} s",
+                case.label,
+                case.size as f64 / MB / took,
                 spent(&steps, "verifying"),
             );
-            seconds.push(took);
-            staging.push(staged);
+            case.seconds.push(took);
+            case.staging.push(staged);
+            case.importing.push(imported);
             seed(
                 &milvus_uri,
                 &token,
-                &["drop-collection", &format!("{db}_{region}"), &renamed],
+                &["drop-collection", &dest_db, &renamed],
             )
             .await;
         }
@@ -304,22 +371,20 @@ async fn main() {
 
     println!();
     println!(
-        "| staging | backup size | restore, median of {rounds} | end to end | staging step | staging rate |"
+        "| restore | backup size | end to end, median of {rounds} | MB/s | staging step | \
+         import step | import MB/s |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (region, _, _, size, seconds, staging_secs) in &cases {
-        let staging = if *region == "same" {
-            "server-side CopyObject (same endpoint)"
-        } else {
-            "streamed through the service"
-        };
-        let took = median(seconds.clone());
-        let staged = median(staging_secs.clone());
-        let mb = *size as f64 / MB;
+    println!("|---|---|---|---|---|---|---|");
+    for case in &cases {
+        let took = median(case.seconds.clone());
+        let staged = median(case.staging.clone());
+        let imported = median(case.importing.clone());
+        let mb = case.size as f64 / MB;
         println!(
-            "| {staging} | {mb:.0} MB | {took:.1} s | {:.1} MB/s | {staged:.1} s | {:.0} MB/s |",
+            "| {} | {mb:.0} MB | {took:.1} s | {:.1} | {staged:.1} s | {imported:.1} s | {:.0} |",
+            case.label,
             mb / took,
-            mb / staged
+            mb / imported
         );
     }
     seed(&milvus_uri, &token, &["drop-collection", &db, collection]).await;

@@ -63,6 +63,7 @@ tick_secs = 30
 shards_per_cu = 1
 max_shards = 16
 import_timeout_secs = 3600
+import_parallelism = 4
 
 [[regions]]
 id = "local"
@@ -190,8 +191,10 @@ pub struct RestoreConfig {
     pub shards_per_cu: u32,
     /// ...and at most this many; a backup with more shards is restored with the allowance.
     pub max_shards: u32,
-    /// How long one partition's Import may take.
+    /// How long one Import (one backed-up segment) may take.
     pub import_timeout_secs: u64,
+    /// Imports a restore job keeps in flight at once (one per backed-up segment).
+    pub import_parallelism: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,6 +366,11 @@ impl Config {
         if self.backup.copy_parallelism == 0 || self.backup.describe_parallelism == 0 {
             return Err(ConfigError::Invalid(
                 "backup.copy_parallelism and backup.describe_parallelism must be at least 1".into(),
+            ));
+        }
+        if self.restore.import_parallelism == 0 {
+            return Err(ConfigError::Invalid(
+                "restore.import_parallelism must be at least 1".into(),
             ));
         }
         Ok(())

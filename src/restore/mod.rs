@@ -9,9 +9,11 @@
 //! attempt created and starts the destination side again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::backup::checked::{
@@ -818,55 +820,50 @@ impl Attempt<'_> {
         Ok(())
     }
 
-    /// Imports one collection's rows partition by partition and checks how many came in.
+    /// Imports one collection's rows, one `Import` per backed-up segment with rows (its
+    /// insert logs and its own delta logs: Milvus applies a segment's deletes to that
+    /// segment's rows alone, partition import or not), `restore.import_parallelism` of them
+    /// in flight, and checks how many rows came in.
     async fn import_rows(
         &self,
         entry: &Entry<'_>,
         meta: &CollectionMeta,
         import_wait: Duration,
     ) -> Result<(), JobError> {
-        let (client, ctx, stage) = (self.client, self.ctx, self.stage);
+        let stage = self.stage;
         let (target, backed_up) = (entry.target, entry.backed_up);
         let (db, name) = (&target.dest_db_name, &target.dest_collection_name);
-        let mut imported = 0;
-        let mut imports = 0;
+        let mut units = Vec::new();
         for partition in &meta.collection.partitions {
-            let has_data = backed_up
+            for segment in backed_up
                 .segments
                 .iter()
-                .any(|s| s.partition_id == partition.partition_id);
-            if !has_data {
-                continue;
-            }
-            let dir = |kind: &str| {
-                stage.import_dir(&format!(
-                    "{kind}/{}/{}/",
-                    backed_up.collection_id, partition.partition_id
-                ))
-            };
-            let tasks = client
-                .import_backup(
-                    db,
-                    name,
-                    &partition.name,
-                    vec![dir("insert_log"), dir("delta_log")],
-                )
-                .await
-                .map_err(|e| milvus(&format!("importing {db}.{name}"), e))?;
-            imports += 1;
-            if let Some(pause) = self.services.config.test_hooks.restore_import() {
-                if pause.after(imports) {
-                    pause.wait(ctx).await?;
-                }
-            }
-            for task in tasks {
-                imported += tokio::select! {
-                    rows = client.wait_import(task, import_wait) => rows
-                        .map_err(|e| refused_or_retry(&format!("importing {db}.{name}"), e))?,
-                    stop = ctx.stopped() => return Err(stop.into()),
+                .filter(|s| s.partition_id == partition.partition_id && s.num_rows > 0)
+            {
+                let dir = |kind: &str| {
+                    stage.import_dir(&format!(
+                        "{kind}/{}/{}/{}/",
+                        backed_up.collection_id, partition.partition_id, segment.segment_id
+                    ))
                 };
+                units.push((
+                    partition.name.as_str(),
+                    vec![dir("insert_log"), dir("delta_log")],
+                ));
             }
         }
+        let accepted = AtomicU64::new(0);
+        let parallelism = self.services.config.restore.import_parallelism.max(1);
+        let imports: Vec<_> = units
+            .into_iter()
+            .map(|(partition, files)| {
+                self.import_segment(db, name, partition, files, &accepted, import_wait)
+            })
+            .collect();
+        let imported: i64 = futures::stream::iter(imports)
+            .buffer_unordered(parallelism)
+            .try_fold(0, |sum, rows| async move { Ok(sum + rows) })
+            .await?;
         // Milvus counts rows after applying the backup's deletes: exactly the backup's live
         // rows. A backup made before they were counted has only the rows before deletes,
         // exact without delete logs and an upper bound with them.
@@ -896,6 +893,38 @@ impl Attempt<'_> {
         }
         tracing::info!(collection = %format!("{db}.{name}"), imported, "imported: {holds}");
         Ok(())
+    }
+
+    /// One `Import` of one segment's staged files; the rows Milvus imported.
+    async fn import_segment(
+        &self,
+        db: &str,
+        name: &str,
+        partition: &str,
+        files: Vec<String>,
+        accepted: &AtomicU64,
+        import_wait: Duration,
+    ) -> Result<i64, JobError> {
+        let (client, ctx) = (self.client, self.ctx);
+        let tasks = client
+            .import_backup(db, name, partition, files)
+            .await
+            .map_err(|e| milvus(&format!("importing {db}.{name}"), e))?;
+        let imports = accepted.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(pause) = self.services.config.test_hooks.restore_import() {
+            if pause.after(imports) {
+                pause.wait(ctx).await?;
+            }
+        }
+        let mut rows = 0;
+        for task in tasks {
+            rows += tokio::select! {
+                rows = client.wait_import(task, import_wait) => rows
+                    .map_err(|e| refused_or_retry(&format!("importing {db}.{name}"), e))?,
+                stop = ctx.stopped() => return Err(stop.into()),
+            };
+        }
+        Ok(rows)
     }
 
     fn parallelism(&self) -> usize {

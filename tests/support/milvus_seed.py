@@ -5,7 +5,7 @@
     milvus_seed.py URI drop-collection DB NAME
     milvus_seed.py URI create-many DB PREFIX COUNT
     milvus_seed.py URI dump DB NAME
-    milvus_seed.py URI create-wide DB NAME ROWS DIM
+    milvus_seed.py URI create-wide DB NAME ROWS DIM [SEGMENTS]
     milvus_seed.py URI create-rbac USER PASSWORD ROLE DB COLLECTION
     milvus_seed.py URI rbac
     milvus_seed.py URI can-login USER PASSWORD
@@ -25,7 +25,8 @@ dump: prints one JSON object: the collection's shard count, partitions, indexes,
 is loaded, and every row (sorted by id; dynamic fields included), loading it to read (with a
 FLAT index when it has none).
 create-wide: collection NAME (int64 pk, float vector dim DIM of random values) with ROWS rows
-inserted in ~16 MB batches, then flushed: ROWS x DIM x 4 bytes of binlogs (benchmarks).
+inserted in ~16 MB batches and flushed after each SEGMENTS-th of them (default 1), so it holds
+SEGMENTS sealed segments: ROWS x DIM x 4 bytes of binlogs (benchmarks).
 create-many: COUNT collections PREFIX0000... (int64 pk, vector dim 4); every 100th gets 3 rows.
 create-rbac: user USER with PASSWORD, role ROLE granted Search on DB.COLLECTION, USER in ROLE.
 rbac: prints users and roles (with members and grants) as JSON.
@@ -229,7 +230,7 @@ def drop_collection(uri, db_name, name):
     print("ok")
 
 
-def create_wide(uri, db_name, name, rows, dim):
+def create_wide(uri, db_name, name, rows, dim, segments=1):
     import numpy as np
     alias = connect(uri, db_name)
     if utility.has_collection(name, using=alias):
@@ -240,11 +241,14 @@ def create_wide(uri, db_name, name, rows, dim):
     ])
     collection = Collection(name, schema, using=alias, shards_num=1)
     batch = max(1, (16 << 20) // (dim * 4))
+    per_segment = -(-rows // segments)
     rng = np.random.default_rng(7)
-    for start in range(0, rows, batch):
-        n = min(batch, rows - start)
-        collection.insert([list(range(start, start + n)), rng.random((n, dim), dtype=np.float32)])
-    collection.flush()
+    for first in range(0, rows, per_segment):
+        last = min(rows, first + per_segment)
+        for start in range(first, last, batch):
+            n = min(batch, last - start)
+            collection.insert([list(range(start, start + n)), rng.random((n, dim), dtype=np.float32)])
+        collection.flush()  # seals what was inserted: one segment per chunk
     print("ok")
 
 
@@ -297,7 +301,8 @@ def main(argv):
     elif command == "create-rich":
         create_rich(uri, args[0], args[1], int(args[2]))
     elif command == "create-wide":
-        create_wide(uri, args[0], args[1], int(args[2]), int(args[3]))
+        create_wide(uri, args[0], args[1], int(args[2]), int(args[3]),
+                    int(args[4]) if len(args) > 4 else 1)
     elif command == "create-partition-key":
         create_partition_key(uri, args[0], args[1], int(args[2]))
     elif command == "create-counted":
