@@ -4,10 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::jobs::{insert_job_in, NewJob};
-use super::{
-    conflict_or, from_json, paged, Counted, Page, Pool, Store, StoreError, StoreResult, Visible,
-    TOTAL_COUNT,
-};
+use super::{conflict_or, from_json, Page, Pool, Store, StoreError, StoreResult, Visible};
 use crate::domain::backups::{
     BackupStatus, BackupType, CopyRequest, CreationMethod, DbCollections,
 };
@@ -359,33 +356,38 @@ impl Store {
              AND ($4 IS NULL OR creation_method = $4) AND ($5 IS NULL OR backup_type = $5) \
              AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at <= $7)";
         let filter_sql = self.adapt_json_filter(FILTER);
+        // Page and count apart, as for jobs (`Store::list_jobs`).
         let list = format!(
-            "SELECT {BACKUP_COLUMNS}, {TOTAL_COUNT} FROM backups WHERE {filter_sql} \
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE {filter_sql} \
              ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9"
         );
+        let count = format!("SELECT COUNT(*) FROM backups WHERE {filter_sql}");
         let ids = visible.as_json();
         let method = filter.creation_method.map(CreationMethod::as_str);
         let kind = filter.backup_type.map(BackupType::as_str);
-        let (rows, total) = paged(page, |limit, offset| {
-            let (list, ids) = (&list, &ids);
-            async move {
-                Ok(
-                    on_pool!(&self.pool, p => sqlx::query_as::<_, Counted<BackupRow>>(list)
-                    .bind(ids)
-                    .bind(&filter.project_id)
-                    .bind(&filter.cluster_id)
-                    .bind(method)
-                    .bind(kind)
-                    .bind(filter.created_from)
-                    .bind(filter.created_to)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await?),
-                )
-            }
-        })
-        .await?;
+        let rows = on_pool!(&self.pool, p => sqlx::query_as::<_, BackupRow>(&list)
+            .bind(&ids)
+            .bind(&filter.project_id)
+            .bind(&filter.cluster_id)
+            .bind(method)
+            .bind(kind)
+            .bind(filter.created_from)
+            .bind(filter.created_to)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(p)
+            .await?);
+        let total: i64 = on_pool!(&self.pool, p => sqlx::query_scalar(&count)
+            .bind(&ids)
+            .bind(&filter.project_id)
+            .bind(&filter.cluster_id)
+            .bind(method)
+            .bind(kind)
+            .bind(filter.created_from)
+            .bind(filter.created_to)
+            .fetch_one(p)
+            .await?);
+        let total = total as u64;
         let backups = rows
             .into_iter()
             .map(Backup::try_from)

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{paged, Counted, Page, Pool, Store, StoreError, StoreResult, Visible, TOTAL_COUNT};
+use super::{Page, Pool, Store, StoreError, StoreResult, Visible};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -328,30 +328,35 @@ impl Store {
              AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR cluster_id = $3) \
              AND ($4 IS NULL OR job_type = $4) AND ($5 IS NULL OR status = $5)";
         let filter_sql = self.adapt_json_filter(FILTER);
+        // The page and the count are two queries: a count over the window of a sorted page
+        // (`COUNT(*) OVER ()`) reads and sorts every matching row with all its columns on
+        // every call; apart, the page walks `jobs_created_idx` and the count reads no payload.
         let list = format!(
-            "SELECT {JOB_COLUMNS}, {TOTAL_COUNT} FROM jobs WHERE {filter_sql} \
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {filter_sql} \
              ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
         );
+        let count = format!("SELECT COUNT(*) FROM jobs WHERE {filter_sql}");
         let ids = visible.as_json();
         let status = filter.status.map(JobStatus::as_str);
-        let (rows, total) = paged(page, |limit, offset| {
-            let (list, ids) = (&list, &ids);
-            async move {
-                Ok(
-                    on_pool!(&self.pool, p => sqlx::query_as::<_, Counted<JobRow>>(list)
-                    .bind(ids)
-                    .bind(&filter.project_id)
-                    .bind(&filter.cluster_id)
-                    .bind(&filter.job_type)
-                    .bind(status)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await?),
-                )
-            }
-        })
-        .await?;
+        let rows = on_pool!(&self.pool, p => sqlx::query_as::<_, JobRow>(&list)
+            .bind(&ids)
+            .bind(&filter.project_id)
+            .bind(&filter.cluster_id)
+            .bind(&filter.job_type)
+            .bind(status)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(p)
+            .await?);
+        let total: i64 = on_pool!(&self.pool, p => sqlx::query_scalar(&count)
+            .bind(&ids)
+            .bind(&filter.project_id)
+            .bind(&filter.cluster_id)
+            .bind(&filter.job_type)
+            .bind(status)
+            .fetch_one(p)
+            .await?);
+        let total = total as u64;
         let jobs = rows
             .into_iter()
             .map(Job::try_from)
