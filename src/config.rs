@@ -72,6 +72,16 @@ price_per_gb_month = 0.0
 storage = { type = "local" }
 "#;
 
+/// `BACKSTOP_*` variables of the command-line client (`src/client/`), which are not config
+/// keys: `BACKSTOP_URL`, `BACKSTOP_API_KEY`, and the secrets `clusters register` may read.
+pub const CLIENT_VARIABLES: &[&str] = &[
+    "URL",
+    "API_KEY",
+    "MILVUS_TOKEN",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -303,8 +313,10 @@ impl Config {
                     toml::Value::String(value.clone()),
                 );
             } else if let Some(rest) = key.strip_prefix("BACKSTOP_") {
-                // BACKSTOP_CONFIG names files; BACKSTOP_TEST_* belong to the test suite.
-                if rest == "CONFIG" || rest.starts_with("TEST_") {
+                // BACKSTOP_CONFIG names files; BACKSTOP_TEST_* belong to the test suite; the
+                // command-line client's variables may be set in the shell that starts serve.
+                if rest == "CONFIG" || rest.starts_with("TEST_") || CLIENT_VARIABLES.contains(&rest)
+                {
                     continue;
                 }
                 let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
@@ -517,6 +529,15 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused_with_the_key_named() {
         let err = Config::load_from(&[], &env(&[("BACKSTOP_SERVER__LISTN", "x")])).unwrap_err();
         assert!(Config::load_from(&[], &env(&[("BACKSTOP_TEST_S3_ENDPOINT", "x")])).is_ok());
+        // The client's variables, exported in the shell that starts the service.
+        assert!(Config::load_from(
+            &[],
+            &env(&[
+                ("BACKSTOP_API_KEY", "bsk_x"),
+                ("BACKSTOP_URL", "http://h:1")
+            ])
+        )
+        .is_ok());
         assert!(err.to_string().contains("listn"), "{err}");
         let err = Config::load_from(&[], &env(&[("BACKSTOP_SERVER__RATE_LIMIT_BURST", "0")]))
             .unwrap_err();

@@ -14,7 +14,8 @@ pub use api::{Api, ClientError, Connection};
 use output::Format;
 use watch::Display;
 
-/// Where the client talks to, given once for every client command.
+/// Where the client talks to, given once for every client command. Its variables are listed
+/// in `config::CLIENT_VARIABLES`, which `serve` does not take for config keys.
 #[derive(Debug, Args)]
 pub struct Target {
     /// The Backstop server.

@@ -35,6 +35,9 @@ impl Server {
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
             .env_remove("BACKSTOP_TEST_BACKUP_PAUSE")
+            // The client's own variables in the server's environment change nothing.
+            .env("BACKSTOP_URL", "http://127.0.0.1:9")
+            .env("BACKSTOP_API_KEY", "bsk_client_side_only")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
