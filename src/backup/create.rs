@@ -210,7 +210,7 @@ impl BackupHandler {
             manifest.collections.len(),
             manifest.objects.len()
         );
-        ctx.finished(summary, manifest.size as i64).await?;
+        ctx.finished(summary, manifest.size as i64).await;
         Ok(())
     }
 

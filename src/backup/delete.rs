@@ -94,7 +94,7 @@ impl JobHandler for DeleteBackupHandler {
             .await?;
         tracing::info!(objects = deleted, "backup deleted");
         ctx.finished(format!("backup deleted: {deleted} object(s) removed"), 0)
-            .await?;
+            .await;
         Ok(())
     }
 

@@ -99,7 +99,7 @@ impl JobHandler for CopyBackupHandler {
                     .await?;
                 tracing::info!(%region_id, size, "backup copied");
                 ctx.finished(format!("copy available in region {region_id}"), size)
-                    .await?;
+                    .await;
                 Ok(())
             }
             Err(err) if ctx.ends_with(&err) => {

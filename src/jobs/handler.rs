@@ -257,15 +257,19 @@ impl JobContext {
 
     /// The last progress of a job that did its work: 100 %, `bytes` of `bytes`, and a step
     /// that says what it did ("backup available: …"), which the job center shows once the job
-    /// is SUCCESSFUL instead of the last step it was on.
-    pub async fn finished(&self, summary: String, bytes: i64) -> Result<(), Stop> {
-        self.progress(Progress {
+    /// is SUCCESSFUL instead of the last step it was on. Called once the work is committed,
+    /// so it cannot fail the job: a lease lost here only means another process will find the
+    /// work done.
+    pub async fn finished(&self, summary: String, bytes: i64) {
+        let done = Progress {
             percent: 100,
             bytes_done: bytes,
             bytes_total: bytes,
             step: Some(summary),
-        })
-        .await
+        };
+        if self.progress(done).await.is_err() {
+            tracing::info!("lease lost after the job's work was committed");
+        }
     }
 
     /// Saves the job's result, sealed by the handler (fenced); a failure is an error.
