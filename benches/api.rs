@@ -9,37 +9,17 @@
 //! BENCH_RATE=1000 BENCH_SECONDS=10 cargo bench --bench api
 //! ```
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backstop::config::Config;
 use backstop::Application;
 use serde_json::{json, Value};
-use sqlx::Connection;
+use support::{env_usize, fresh_database};
 
 const CONNECTIONS: usize = 16;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn fresh_database(admin: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("Postgres not reachable at {admin}: {e}; start it (scripts/test does)")
-        });
-    let name = format!("bs_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/{name}")
-}
 
 struct Target {
     base: String,

@@ -15,6 +15,8 @@
 //! BENCH_SMALL_FILES=128 BENCH_LARGE_FILES=4 cargo bench --bench copy   # 256 MiB instead of 1 GiB
 //! ```
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,15 +25,9 @@ use backstop::config::S3Config;
 use backstop::objects::{self, DynObjectStore, LocalStore, ObjectStore, S3Store};
 use futures::{StreamExt, TryStreamExt};
 use rand::RngCore;
+use support::env_usize;
 
 const MIB: u64 = 1024 * 1024;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Binlog-like files: many small ones and a few large ones, random bytes.
 fn make_dataset(root: &Path, small: usize, large: usize) -> Vec<(String, u64)> {

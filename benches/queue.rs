@@ -8,6 +8,8 @@
 //! BENCH_JOBS=20000 cargo bench --bench queue
 //! ```
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use backstop::config::Config;
 use backstop::jobs::{JobContext, JobError, JobHandler, Jobs, Registry};
 use backstop::store::{JobFilter, JobStatus, Page, Store, Visible};
 use chrono::Utc;
-use sqlx::Connection;
+use support::fresh_database;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -33,21 +35,6 @@ impl JobHandler for NoOp {
         self.pickup.lock().unwrap().push(waited);
         Ok(())
     }
-}
-
-async fn fresh_database(admin: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("Postgres not reachable at {admin}: {e}; start it (scripts/test does)")
-        });
-    let name = format!("bs_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/{name}")
 }
 
 async fn succeeded(store: &Store) -> u64 {

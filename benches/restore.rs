@@ -18,6 +18,8 @@
 //! BENCH_ROWS=70000 BENCH_ROUNDS=3 scripts/test --exec cargo bench --bench restore
 //! ```
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
 use backstop::objects::S3Store;
 use backstop::Application;
 use serde_json::{json, Value};
+use support::env_usize;
 
 const MB: f64 = 1_000_000.0;
 
@@ -35,13 +38,6 @@ fn env(name: &str) -> String {
              restore`, which starts SeaweedFS and a Milvus on it"
         )
     })
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 struct Api {
