@@ -32,12 +32,14 @@ struct PrivateSeaweed {
     endpoint: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct ports free now (all held at once while chosen, so none repeats).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 impl PrivateSeaweed {
@@ -50,7 +52,7 @@ impl PrivateSeaweed {
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}"#,
         )
         .unwrap();
-        let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
+        let ports = free_ports(10);
         let endpoint = format!("http://127.0.0.1:{}", ports[0]);
         let mut weed = PrivateSeaweed {
             dir,
@@ -62,8 +64,27 @@ impl PrivateSeaweed {
         weed
     }
 
-    /// Starts the process and waits until its S3 port answers.
+    /// Starts the process and waits until its S3 port answers. A port chosen free can be
+    /// taken by another process before weed binds it (weed then exits, "address already in
+    /// use"): the internal ports are chosen again and weed started again, twice at most; the
+    /// S3 port, which the endpoint names, stays.
     async fn run(&mut self) {
+        for attempt in 1..=3 {
+            if self.run_once().await {
+                return;
+            }
+            let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+            assert!(
+                attempt < 3 && log.contains("address already in use"),
+                "private SeaweedFS did not start; log:\n{log}"
+            );
+            let fresh = free_ports(self.ports.len() - 1);
+            self.ports.splice(1.., fresh);
+        }
+    }
+
+    /// One start: true once the S3 port answers, false when weed exited first.
+    async fn run_once(&mut self) -> bool {
         let weed = std::env::var("BACKSTOP_TEST_WEED").unwrap_or_else(|_| {
             panic!("BACKSTOP_TEST_WEED (the SeaweedFS binary) is not set; {HOW_TO_START}")
         });
@@ -102,6 +123,12 @@ impl PrivateSeaweed {
         let started = Instant::now();
         let client = reqwest::Client::new();
         while client.get(&self.endpoint).send().await.is_err() {
+            if let Some(child) = self.child.as_mut() {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    self.child = None;
+                    return false;
+                }
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "private SeaweedFS not answering after 60 s; log:\n{}",
@@ -109,6 +136,7 @@ impl PrivateSeaweed {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        true
     }
 
     /// kill -9: the store vanishes mid-request.
