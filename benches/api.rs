@@ -16,39 +16,14 @@ use std::time::{Duration, Instant};
 
 use backstop::config::Config;
 use backstop::Application;
-use serde_json::{json, Value};
-use support::{env_usize, fresh_database};
+use serde_json::json;
+use support::{env_usize, fresh_database, Api};
 
 const CONNECTIONS: usize = 16;
 
-struct Target {
-    base: String,
-    key: String,
-}
-
-impl Target {
-    async fn call(
-        &self,
-        http: &reqwest::Client,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
-        let mut request = http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        assert_eq!(answer["code"], 0, "{method} {path}: {answer}");
-        answer["data"].clone()
-    }
-}
-
 /// A service on `database_url` (None: SQLite in `work`), jobs and scheduler off, rate limit
 /// out of the way; 1,000 backups (each created, then its job canceled) and their jobs.
-async fn start(work: &std::path::Path, database_url: Option<String>) -> Target {
+async fn start(work: &std::path::Path, database_url: Option<String>) -> Api {
     let mut config = Config::embedded_default();
     config.data_dir = work.to_path_buf();
     config.database.url = database_url;
@@ -59,21 +34,14 @@ async fn start(work: &std::path::Path, database_url: Option<String>) -> Target {
     config.server.rate_limit_burst = 1_000_000;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = Application::build(config, listener).await.unwrap();
-    let target = Target {
-        base: format!("http://{}", app.local_addr().unwrap()),
-        key: app.bootstrap_key().unwrap().to_owned(),
-    };
+    let api = Api::new(
+        format!("http://{}", app.local_addr().unwrap()),
+        app.bootstrap_key().unwrap().to_owned(),
+    );
     tokio::spawn(app.run_until(std::future::pending()));
 
-    let http = reqwest::Client::new();
-    let post = reqwest::Method::POST;
-    let project = target
-        .call(
-            &http,
-            post.clone(),
-            "/v2/projects",
-            Some(json!({"projectName": "bench"})),
-        )
+    let project = api
+        .post("/v2/projects", json!({"projectName": "bench"}))
         .await["projectId"]
         .as_str()
         .unwrap()
@@ -85,44 +53,42 @@ async fn start(work: &std::path::Path, database_url: Option<String>) -> Target {
         .unwrap();
     let storage = work.join("milvus-data");
     std::fs::create_dir_all(&storage).unwrap();
-    let cluster = target
-        .call(
-            &http,
-            post.clone(),
+    let cluster = api
+        .post(
             "/v2/clusters",
-            Some(
-                json!({"clusterName": "bench", "projectId": project, "regionId": "local",
+            json!({"clusterName": "bench", "projectId": project, "regionId": "local",
                 "plan": "Dedicated", "cuSize": 1, "milvus": {"uri": format!("http://{closed}")},
                 "storage": {"type": "local", "path": storage}}),
-            ),
         )
         .await["clusterId"]
         .as_str()
         .unwrap()
         .to_owned();
     for _ in 0..1000 {
-        let created = target
-            .call(
-                &http,
-                post.clone(),
+        let created = api
+            .post(
                 &format!("/v2/clusters/{cluster}/backups/create"),
-                Some(json!({"backupType": "CLUSTER"})),
+                json!({"backupType": "CLUSTER"}),
             )
             .await;
         let job = created["jobId"].as_str().unwrap();
-        target
-            .call(&http, post.clone(), &format!("/v2/jobs/{job}/cancel"), None)
-            .await;
+        api.call(
+            reqwest::Method::POST,
+            &format!("/v2/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
     }
-    target
+    api
 }
 
 /// `rate` requests per second of `path` from 16 connections for `seconds`; the latency
 /// p50 and p99 in ms and the rate reached.
-async fn load(target: &Target, path: &str, rate: usize, seconds: usize) -> (f64, f64, f64) {
-    let target = Arc::new(Target {
-        base: target.base.clone(),
-        key: target.key.clone(),
+async fn load(api: &Api, path: &str, rate: usize, seconds: usize) -> (f64, f64, f64) {
+    let target = Arc::new(Api {
+        base: api.base.clone(),
+        key: api.key.clone(),
+        http: api.http.clone(),
     });
     let every = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
     let started = Instant::now();

@@ -9,6 +9,8 @@
 //! BENCH_COLLECTIONS=500,2000 BENCH_PROFILE=dev scripts/bench collections
 //! ```
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,8 @@ use backstop::config::Config;
 use backstop::milvus::MilvusClient;
 use backstop::Application;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::Api;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -72,25 +75,6 @@ impl Drop for Milvus {
             .arg(self.dir.path())
             .status();
     }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut request = http
-        .request(method.clone(), format!("{base}{path}"))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let answer: Value = request.send().await.unwrap().json().await.unwrap();
-    assert_eq!(answer["code"], 0, "{method} {path}: {answer}");
-    answer["data"].clone()
 }
 
 /// The Milvus calls of a backup, alone: seconds.
@@ -167,48 +151,39 @@ async fn main() {
         let parallelism = config.backup.describe_parallelism;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = Application::build(config, listener).await.unwrap();
-        let base = format!("http://{}", app.local_addr().unwrap());
-        let key = app.bootstrap_key().unwrap().to_owned();
+        let api = Api::new(
+            format!("http://{}", app.local_addr().unwrap()),
+            app.bootstrap_key().unwrap().to_owned(),
+        );
         let server = tokio::spawn(app.run_until(std::future::pending()));
-        let http = reqwest::Client::new();
-        let post = reqwest::Method::POST;
-        let project = call(
-            &http,
-            &base,
-            &key,
-            post.clone(),
-            "/v2/projects",
-            Some(json!({"projectName": "many"})),
-        )
-        .await["projectId"]
+        let project = api
+            .post("/v2/projects", json!({"projectName": "many"}))
+            .await["projectId"]
             .as_str()
             .unwrap()
             .to_owned();
-        let cluster = call(&http, &base, &key, post.clone(), "/v2/clusters", Some(json!({
-            "clusterName": "many", "projectId": project, "regionId": "local", "plan": "Dedicated",
-            "cuSize": 1, "milvus": {"uri": milvus.uri}, "storage": {"type": "local", "path": milvus.storage}}))).await["clusterId"].as_str().unwrap().to_owned();
+        let cluster = api
+            .post(
+                "/v2/clusters",
+                json!({"clusterName": "many", "projectId": project, "regionId": "local",
+                    "plan": "Dedicated", "cuSize": 1, "milvus": {"uri": milvus.uri},
+                    "storage": {"type": "local", "path": milvus.storage}}),
+            )
+            .await["clusterId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
         let started = Instant::now();
-        let created = call(
-            &http,
-            &base,
-            &key,
-            post.clone(),
-            &format!("/v2/clusters/{cluster}/backups/create"),
-            Some(json!({"backupType": "CLUSTER"})),
-        )
-        .await;
-        let job = created["jobId"].as_str().unwrap().to_owned();
-        loop {
-            let state = call(
-                &http,
-                &base,
-                &key,
-                reqwest::Method::GET,
-                &format!("/v2/jobs/{job}"),
-                None,
+        let created = api
+            .post(
+                &format!("/v2/clusters/{cluster}/backups/create"),
+                json!({"backupType": "CLUSTER"}),
             )
             .await;
+        let job = created["jobId"].as_str().unwrap().to_owned();
+        loop {
+            let state = api.get(&format!("/v2/jobs/{job}")).await;
             match state["status"].as_str() {
                 Some("SUCCESSFUL") => break,
                 Some("FAILED" | "CANCELED") => panic!("backup of {n} collections ended: {state}"),

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use backstop::config::{Config, RegionConfig, S3Config, StorageConfig};
 use backstop::objects::S3Store;
 use backstop::Application;
-use serde_json::{json, Value};
-use support::env_usize;
+use serde_json::json;
+use support::{env_usize, Api};
 
 const MB: f64 = 1_000_000.0;
 
@@ -40,63 +40,34 @@ fn env(name: &str) -> String {
     })
 }
 
-struct Api {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
+/// Waits for the job to end, panicking unless it succeeded; returns how long each of its
+/// steps (`currentStep`, polled every 50 ms) ran, in order.
+async fn finished(api: &Api, job_id: &str) -> Vec<(String, f64)> {
+    let mut steps: Vec<(String, Instant)> = Vec::new();
+    loop {
+        let job = api.get(&format!("/v2/jobs/{job_id}")).await;
+        let step = job["currentStep"].as_str().unwrap_or_default().to_owned();
+        if steps.last().is_none_or(|(last, _)| *last != step) {
+            steps.push((step, Instant::now()));
         }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        assert_eq!(answer["code"], 0, "{method} {path}: {answer}");
-        answer["data"].clone()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    /// Waits for the job to end, panicking unless it succeeded; returns how long each of its
-    /// steps (`currentStep`, polled every 50 ms) ran, in order.
-    async fn finished(&self, job_id: &str) -> Vec<(String, f64)> {
-        let mut steps: Vec<(String, Instant)> = Vec::new();
-        loop {
-            let job = self.get(&format!("/v2/jobs/{job_id}")).await;
-            let step = job["currentStep"].as_str().unwrap_or_default().to_owned();
-            if steps.last().is_none_or(|(last, _)| *last != step) {
-                steps.push((step, Instant::now()));
-            }
-            match job["status"].as_str() {
-                Some("SUCCESSFUL") => break,
-                Some("FAILED" | "CANCELED") => panic!("job {job_id} ended: {job}"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+        match job["status"].as_str() {
+            Some("SUCCESSFUL") => break,
+            Some("FAILED" | "CANCELED") => panic!("job {job_id} ended: {job}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        let end = Instant::now();
-        let starts: Vec<Instant> = steps
-            .iter()
-            .map(|(_, at)| *at)
-            .skip(1)
-            .chain([end])
-            .collect();
-        steps
-            .into_iter()
-            .zip(starts)
-            .map(|((step, at), next)| (step, next.duration_since(at).as_secs_f64()))
-            .collect()
     }
+    let end = Instant::now();
+    let starts: Vec<Instant> = steps
+        .iter()
+        .map(|(_, at)| *at)
+        .skip(1)
+        .chain([end])
+        .collect();
+    steps
+        .into_iter()
+        .zip(starts)
+        .map(|((step, at), next)| (step, next.duration_since(at).as_secs_f64()))
+        .collect()
 }
 
 /// Runs `tests/support/milvus_seed.py` against the S3 Milvus.
@@ -187,11 +158,10 @@ async fn start_service(work: &std::path::Path, imports: usize, endpoint: &str, t
     let app = Application::build_with(config, listener, backstop::jobs::Registry::new())
         .await
         .unwrap();
-    let api = Api {
-        base: format!("http://{}", app.local_addr().unwrap()),
-        key: app.bootstrap_key().unwrap().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(
+        format!("http://{}", app.local_addr().unwrap()),
+        app.bootstrap_key().unwrap().to_owned(),
+    );
     tokio::spawn(app.run_until(std::future::pending()));
     api
 }
@@ -305,7 +275,7 @@ async fn main() {
                     "dbCollections": [{"dbName": db, "collectionNames": [collection]}]}),
             )
             .await;
-        api.finished(created["jobId"].as_str().unwrap()).await;
+        finished(api, created["jobId"].as_str().unwrap()).await;
         let backup = created["backupId"].as_str().unwrap().to_owned();
         let size = api
             .get(&format!("/v2/clusters/{cluster}/backups/{backup}"))
@@ -343,7 +313,7 @@ async fn main() {
                         "destCollectionStatus": "NOT_LOADED"}]}]}),
                 )
                 .await;
-            let steps = api.finished(job["jobId"].as_str().unwrap()).await;
+            let steps = finished(api, job["jobId"].as_str().unwrap()).await;
             let took = started.elapsed().as_secs_f64();
             let (staged, imported) = (spent(&steps, "staging"), spent(&steps, "importing"));
             println!(
